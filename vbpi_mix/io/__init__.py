@@ -1,0 +1,1 @@
+"""Reading alignment and tree files (Biopython, DendroPy); plain Python and numpy only."""

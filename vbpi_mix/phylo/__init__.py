@@ -1,0 +1,1 @@
+"""Alignment patterns, substitution models, the batched likelihood kernel, priors."""

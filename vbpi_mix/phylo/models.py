@@ -1,0 +1,179 @@
+"""Reversible nucleotide substitution models (JC69, K80, HKY, GTR) with discrete-Gamma rates.
+
+Subclasses define the exchangeabilities R (symmetric, zero diagonal); the base class builds
+Q_ij = R_ij pi_j (i != j), normalises it to one expected substitution per unit branch length
+(-sum_i pi_i Q_ii = 1), and computes transition matrices P(t r_c) = exp(Q t r_c) for a tensor
+of branch lengths t through the eigendecomposition of the symmetrised matrix
+S = D^1/2 Q D^-1/2 (D = diag pi), which is real and stable for reversible Q.
+
+Rate heterogeneity: K discrete Gamma categories of equal weight 1/K, each represented by its
+mean rate (Yang 1994), as IQ-TREE and MrBayes do; the rates average to 1.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy import special
+from torch import nn
+
+from vbpi_mix.errors import VbpiMixError
+
+ModelName = Literal["JC", "K80", "HKY", "GTR"]
+MODEL_NAMES: tuple[str, ...] = ("JC", "K80", "HKY", "GTR")
+N_STATES = 4
+_TRANSITIONS = ((0, 2), (1, 3))  # A<->G, C<->T in the state order A, C, G, T
+_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # AC, AG, AT, CG, CT, GT
+
+
+def discrete_gamma_rates(alpha: float, categories: int) -> np.ndarray:
+    """Mean rate of each of `categories` equal-probability classes of Gamma(alpha, rate alpha).
+
+    r_k = K [ I(alpha + 1, alpha q_k) - I(alpha + 1, alpha q_{k-1}) ], with q_k the k/K quantile
+    of Gamma(alpha, alpha) and I the regularised lower incomplete gamma function (Yang 1994).
+    """
+    if categories < 1:
+        raise VbpiMixError(f"gamma categories must be at least 1; got {categories}")
+    if categories == 1:
+        return np.ones(1)
+    if not alpha > 0:
+        raise VbpiMixError(f"gamma shape alpha must be positive; got {alpha}")
+    quantiles = special.gammaincinv(alpha, np.arange(1, categories) / categories) / alpha
+    cdf_above = special.gammainc(alpha + 1, alpha * quantiles)
+    cumulative = np.concatenate([[0.0], cdf_above, [1.0]])
+    return categories * np.diff(cumulative)
+
+
+class SubstitutionModel(nn.Module):
+    """Base of the reversible models: frequencies, Gamma categories, Q, P(t).
+
+    Parameters are float64 tensors (buffers for now, so that a later step can make them
+    learnable by turning them into parameters).
+    """
+
+    def __init__(
+        self,
+        frequencies: torch.Tensor | None = None,
+        gamma_categories: int = 1,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__()
+        if frequencies is None:
+            frequencies = torch.full((N_STATES,), 1.0 / N_STATES, dtype=torch.float64)
+        frequencies = torch.as_tensor(frequencies, dtype=torch.float64)
+        if frequencies.shape != (N_STATES,) or (frequencies <= 0).any():
+            raise VbpiMixError("base frequencies must be four positive numbers (A, C, G, T)")
+        self.register_buffer("frequencies", frequencies / frequencies.sum())
+        if gamma_categories > 1 and alpha is None:
+            raise VbpiMixError("--gamma-categories above 1 needs a shape --alpha")
+        rates = discrete_gamma_rates(alpha if alpha is not None else 1.0, gamma_categories)
+        self.register_buffer("category_rates", torch.as_tensor(rates, dtype=torch.float64))
+        self.register_buffer(
+            "category_weights", torch.full((gamma_categories,), 1.0 / gamma_categories, dtype=torch.float64)
+        )
+
+    def exchangeabilities(self) -> torch.Tensor:
+        """Symmetric `[4, 4]` exchangeability matrix R with zero diagonal."""
+        raise NotImplementedError
+
+    def rate_matrix(self) -> torch.Tensor:
+        """Normalised instantaneous rate matrix Q `[4, 4]`: rows sum to 0, -sum pi_i Q_ii = 1."""
+        off_diagonal = self.exchangeabilities() * self.frequencies[None, :]
+        q = off_diagonal - torch.diag(off_diagonal.sum(dim=1))
+        return q / -(self.frequencies * torch.diagonal(q)).sum()
+
+    def transition_matrices(self, branch_lengths: torch.Tensor) -> torch.Tensor:
+        """P(t r_c) for branch lengths `[...]`: shape `[..., C, 4, 4]` (C rate categories)."""
+        root_pi = self.frequencies.sqrt()
+        symmetric = root_pi[:, None] * self.rate_matrix() / root_pi[None, :]
+        eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (symmetric + symmetric.T))
+        left = eigenvectors / root_pi[:, None]  # D^-1/2 U
+        right = eigenvectors.T * root_pi[None, :]  # U^T D^1/2
+        scaled_time = branch_lengths[..., None] * self.category_rates  # [..., C]
+        exponentials = torch.exp(scaled_time[..., None] * eigenvalues)  # [..., C, 4]
+        return torch.einsum("ik,...k,kj->...ij", left, exponentials, right)
+
+
+class GTR(SubstitutionModel):
+    """General time-reversible model; `rates` are the exchangeabilities AC, AG, AT, CG, CT, GT."""
+
+    def __init__(
+        self,
+        rates: torch.Tensor | None = None,
+        frequencies: torch.Tensor | None = None,
+        gamma_categories: int = 1,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__(frequencies, gamma_categories, alpha)
+        rates = torch.ones(6) if rates is None else rates
+        rates = torch.as_tensor(rates, dtype=torch.float64)
+        if rates.shape != (6,) or (rates <= 0).any():
+            raise VbpiMixError("GTR needs six positive exchangeabilities AC,AG,AT,CG,CT,GT")
+        self.register_buffer("rates", rates)
+
+    def exchangeabilities(self) -> torch.Tensor:
+        matrix = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
+        rows, cols = zip(*_PAIRS, strict=True)
+        matrix = matrix.index_put((torch.tensor(rows), torch.tensor(cols)), self.rates)
+        return matrix + matrix.T
+
+
+class HKY(SubstitutionModel):
+    """Hasegawa-Kishino-Yano 1985: transitions at kappa times the transversion rate."""
+
+    def __init__(
+        self,
+        kappa: float = 2.0,
+        frequencies: torch.Tensor | None = None,
+        gamma_categories: int = 1,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__(frequencies, gamma_categories, alpha)
+        if not kappa > 0:
+            raise VbpiMixError(f"kappa must be positive; got {kappa}")
+        self.register_buffer("kappa", torch.tensor(float(kappa), dtype=torch.float64))
+
+    def exchangeabilities(self) -> torch.Tensor:
+        transition = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
+        for i, j in _TRANSITIONS:
+            transition[i, j] = transition[j, i] = 1.0
+        transversion = 1.0 - transition - torch.eye(N_STATES, dtype=torch.float64)
+        return transversion + self.kappa * transition
+
+
+class K80(HKY):
+    """Kimura 1980: HKY with equal base frequencies."""
+
+    def __init__(self, kappa: float = 2.0, gamma_categories: int = 1, alpha: float | None = None):
+        super().__init__(kappa, None, gamma_categories, alpha)
+
+
+class JC69(GTR):
+    """Jukes-Cantor 1969: equal exchangeabilities and frequencies."""
+
+    def __init__(self, gamma_categories: int = 1, alpha: float | None = None) -> None:
+        super().__init__(None, None, gamma_categories, alpha)
+
+
+def build_model(
+    name: ModelName,
+    kappa: float = 2.0,
+    frequencies: list[float] | None = None,
+    rates: list[float] | None = None,
+    gamma_categories: int = 1,
+    alpha: float | None = None,
+) -> SubstitutionModel:
+    """Construct a model by name from command-line style values."""
+    freqs = None if frequencies is None else torch.tensor(frequencies, dtype=torch.float64)
+    if name == "JC":
+        return JC69(gamma_categories, alpha)
+    if name == "K80":
+        return K80(kappa, gamma_categories, alpha)
+    if name == "HKY":
+        return HKY(kappa, freqs, gamma_categories, alpha)
+    if name == "GTR":
+        exchange = None if rates is None else torch.tensor(rates, dtype=torch.float64)
+        return GTR(exchange, freqs, gamma_categories, alpha)
+    raise VbpiMixError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")

@@ -1,0 +1,1 @@
+"""Unrooted binary topologies in the alignment's taxon order, and conversions."""
