@@ -7,6 +7,7 @@ the edge. A rooted input (bifurcating root) is unrooted by joining the root's tw
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import dendropy
@@ -15,18 +16,26 @@ import numpy as np
 from vbpi_mix.errors import VbpiMixError
 
 
+NAMES_SHOWN = 8
+
+
+def _name_list(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown if len(names) <= NAMES_SHOWN else f"{shown}, ... ({len(names)} in all)"
+
+
 def check_taxa(labels: Sequence[str], taxa: Sequence[str], source: str) -> None:
     """One-line error naming the missing and extra taxa when the label sets differ."""
     missing = sorted(set(taxa) - set(labels))
     extra = sorted(set(labels) - set(taxa))
-    duplicated = sorted({label for label in labels if list(labels).count(label) > 1})
+    duplicated = sorted(label for label, count in Counter(labels).items() if count > 1)
     problems = []
     if missing:
-        problems.append(f"missing from the tree: {', '.join(missing)}")
+        problems.append(f"missing from the tree: {_name_list(missing)}")
     if extra:
-        problems.append(f"not in the alignment: {', '.join(extra)}")
+        problems.append(f"not in the alignment: {_name_list(extra)}")
     if duplicated:
-        problems.append(f"repeated: {', '.join(duplicated)}")
+        problems.append(f"repeated: {_name_list(duplicated)}")
     if problems:
         raise VbpiMixError(f"{source}: taxa differ from the alignment's ({'; '.join(problems)})")
 
@@ -78,3 +87,21 @@ def dendropy_to_parents(
             has_lengths = has_lengths and length is not None
             lengths[ids[child]] = length if length is not None else np.nan
     return parents, (lengths if has_lengths else None)
+
+
+def parents_to_newick(
+    parents: np.ndarray, taxa: Sequence[str], lengths: np.ndarray | None = None
+) -> str:
+    """Newick string of a parent-array tree, trifurcating at the root (`[&U]` unrooted)."""
+    n = len(taxa)
+    children: dict[int, list[int]] = {}
+    for child, parent in enumerate(np.asarray(parents).tolist()):
+        children.setdefault(parent, []).append(child)
+
+    def write(node: int) -> str:
+        text = taxa[node] if node < n else "(" + ",".join(write(c) for c in children[node]) + ")"
+        if lengths is not None and node != 2 * n - 3:
+            text += f":{float(lengths[node]):.10g}"
+        return text
+
+    return f"{write(2 * n - 3)};"

@@ -1,0 +1,29 @@
+"""Shared fixtures: the DS1-DS8 data (skipped cleanly when absent) and small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vbpi_mix.bench.datasets import find_data_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_FASTA = REPO_ROOT / "data" / "example.fasta"
+EXAMPLE_TREE = REPO_ROOT / "data" / "example_true_tree.nwk"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    found = find_data_dir()
+    if found is None:
+        pytest.skip("DS1-DS8 data not found: set VBPI_MIX_DATA or place ../shared/datasets")
+    return found
+
+
+@pytest.fixture(scope="session")
+def reference_dir(data_dir: Path) -> Path:
+    folder = data_dir.parent / "reference"
+    if not (folder / "iqtree_loglik.tsv").is_file():
+        pytest.skip(f"reference values not found next to the data ({folder})")
+    return folder

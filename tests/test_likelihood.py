@@ -1,0 +1,265 @@
+"""The batched pruning kernel against IQ-TREE, enumeration, autograd and finite differences."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+
+import dendropy
+import numpy as np
+import pytest
+import torch
+
+from vbpi_mix.io.tree_files import parse_tree_text, read_tree_file
+from vbpi_mix.phylo.alignment import Alignment, load_alignment
+from vbpi_mix.phylo.likelihood import TreeLikelihood, Workspace, pruning_log_likelihood
+from vbpi_mix.phylo.models import GTR, HKY, JC69, SubstitutionModel, build_model
+from vbpi_mix.phylo.reference_pruning import reference_log_likelihood
+from vbpi_mix.phylo.schedule import build_schedule
+from vbpi_mix.phylo.simulate import simulate_sequences
+from vbpi_mix.trees.parent_arrays import dendropy_to_parents, parents_to_newick
+from vbpi_mix.trees.random_tree import random_parents
+
+FREQS = [0.3, 0.2, 0.2, 0.3]
+GTR_RATES = [1.0, 2.5, 0.8, 1.2, 3.0, 1.0]
+
+
+def reference_model(name: str) -> SubstitutionModel:
+    """The models of ../shared/reference/iqtree_loglik.tsv (see its README)."""
+    if name == "JC":
+        return build_model("JC")
+    if name == "HKY":
+        return build_model("HKY", kappa=2.5, frequencies=FREQS)
+    if name == "GTR+G4":
+        return build_model("GTR", rates=GTR_RATES, frequencies=FREQS, gamma_categories=4, alpha=0.5)
+    raise ValueError(name)
+
+
+def small_problem(n_taxa: int, n_sites: int, seed: int, model: SubstitutionModel | None = None):
+    """A simulated alignment with ambiguity codes, and a random tree with lengths."""
+    rng = np.random.default_rng(seed)
+    parents = random_parents(n_taxa, rng)
+    lengths = rng.uniform(0.01, 0.5, len(parents))
+    sequences = simulate_sequences(parents, lengths, model or JC69(), n_sites, rng)
+    noisy = ["".join(c if rng.random() > 0.1 else rng.choice(list("RYN-?")) for c in s) for s in sequences]
+    taxa = [f"t{i}" for i in range(n_taxa)]
+    return Alignment.from_sequences(list(zip(taxa, noisy, strict=True))), parents, lengths
+
+
+# --- Independent software: IQ-TREE 2.0.7 --------------------------------------------------
+# Values made with `iqtree2 -s DSn.fasta -te TREE -blfix -m MODEL` (fixed topology and branch
+# lengths; MODEL as in the iqtree_model column), see ../shared/reference/README.md.
+
+
+def test_reproduces_every_iqtree_reference_row(data_dir, reference_dir):
+    rows = list(csv.DictReader(open(reference_dir / "iqtree_loglik.tsv"), delimiter="\t"))
+    assert len(rows) == 24
+    by_dataset_model = itertools.groupby(
+        sorted(rows, key=lambda r: (r["dataset"], r["model"])), key=lambda r: (r["dataset"], r["model"])
+    )
+    for (dataset, model_name), group in by_dataset_model:
+        group = list(group)
+        alignment = load_alignment(data_dir / dataset / f"{dataset}.fasta")
+        converted = [
+            dendropy_to_parents(parse_tree_text(r["newick"], dataset)[0], alignment.taxa) for r in group
+        ]
+        parents = np.stack([p for p, _ in converted])  # different topologies in one batch
+        lengths = torch.as_tensor(np.stack([length for _, length in converted]))
+        values = TreeLikelihood(alignment, reference_model(model_name))(parents, lengths)
+        for row, value in zip(group, values.tolist(), strict=True):
+            expected = float(row["loglik"])
+            assert value == pytest.approx(expected, rel=1e-6), (dataset, row["tree"], model_name)
+
+
+@pytest.mark.parametrize("dataset", [f"DS{i}" for i in range(1, 9)])
+def test_ml_tree_matches_iqtree_log_likelihood(data_dir, dataset):
+    """DS1-DS8 ML trees (JC) against IQ-TREE's printed log-likelihood; DS5-DS8 check underflow."""
+    folder = data_dir / dataset / "ufboot"
+    alignment = load_alignment(data_dir / dataset / f"{dataset}.fasta")
+    tree = read_tree_file(folder / "ml_rep_1.treefile")[0]
+    parents, lengths = dendropy_to_parents(tree, alignment.taxa)
+    expected = float(re.search(r"-?\d+\.\d+", (folder / "ml_rep_1.lnl.txt").read_text()).group())
+    value = float(TreeLikelihood(alignment, JC69())(parents[None], torch.as_tensor(lengths)[None]))
+    # the treefile prints 10 significant digits of each branch length
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+# --- Closed form: enumeration of internal states ---------------------------------------------
+
+
+def enumerated_log_likelihood(alignment, model, parents, lengths) -> float:
+    """sum_p n_p log sum over all internal-state assignments of the joint probability."""
+    n = alignment.n_taxa
+    q = model.rate_matrix()
+    tips = alignment.tip_partials().numpy()
+    total = 0.0
+    for p in range(alignment.n_patterns):
+        site = 0.0
+        for c, rate in enumerate(model.category_rates.tolist()):
+            matrices = [torch.linalg.matrix_exp(q * float(t) * rate).numpy() for t in lengths]
+            for assignment in itertools.product(range(4), repeat=n - 2):
+                state = dict(enumerate(assignment, start=n))
+                probability = float(model.frequencies[state[2 * n - 3]])
+                for child, parent in enumerate(parents):
+                    if child < n:
+                        probability *= matrices[child][state[parent]] @ tips[child, :, p]
+                    else:
+                        probability *= matrices[child][state[parent], state[child]]
+                site += float(model.category_weights[c]) * probability
+        total += float(alignment.weights[p]) * np.log(site)
+    return total
+
+
+@pytest.mark.parametrize("n_taxa", [4, 5])
+@pytest.mark.parametrize("model_name", ["JC", "GTR+G4"])
+def test_matches_enumeration_over_internal_states(n_taxa, model_name):
+    model = reference_model(model_name)
+    alignment, parents, lengths = small_problem(n_taxa, 12, seed=n_taxa, model=model)
+    value = TreeLikelihood(alignment, model)(parents[None], torch.as_tensor(lengths)[None])
+    assert float(value) == pytest.approx(enumerated_log_likelihood(alignment, model, parents, lengths), rel=1e-12)
+
+
+def test_single_site_two_cherries_closed_form():
+    """((a,b),(c,d)) with one site A,A,C,C under JC, all branches t, written out by hand."""
+    t = 0.1
+    same = 0.25 + 0.75 * np.exp(-4 * t / 3)
+    diff = (1 - same) / 3
+    p = np.full((4, 4), diff) + np.eye(4) * (same - diff)
+    # root at the internal node above a,b; u = the other internal node
+    total = sum(0.25 * p[x, 0] ** 2 * p[x, y] * p[y, 1] ** 2 for x in range(4) for y in range(4))
+    alignment = Alignment.from_sequences([("a", "A"), ("b", "A"), ("c", "C"), ("d", "C")])
+    parents = np.array([5, 5, 4, 4, 5])  # node 4 joins c, d; root 5 holds a, b, 4
+    value = TreeLikelihood(alignment, JC69())(parents[None], torch.full((1, 5), t, dtype=torch.float64))
+    assert float(value) == pytest.approx(np.log(total), rel=1e-13)
+
+
+# --- Invariances ---------------------------------------------------------------------------
+
+
+def test_invariant_to_rerooting():
+    alignment, parents, lengths = small_problem(9, 60, seed=1, model=HKY(2.5, torch.tensor(FREQS)))
+    newick = parents_to_newick(parents, alignment.taxa, lengths)
+    model = HKY(2.5, torch.tensor(FREQS))
+    values, encodings = [], set()
+    for k in range(alignment.n_taxa - 2):
+        tree = dendropy.Tree.get(data=newick, schema="newick", preserve_underscores=True)
+        tree.reroot_at_node(list(tree.internal_nodes())[k])
+        p, length = dendropy_to_parents(tree, alignment.taxa)
+        encodings.add(tuple(p))
+        values.append(float(TreeLikelihood(alignment, model)(p[None], torch.as_tensor(length)[None])))
+    assert len(encodings) > 1  # the encodings really differ
+    np.testing.assert_allclose(values, values[0], rtol=1e-12)
+
+
+def test_invariant_to_taxon_order_in_file():
+    alignment, parents, lengths = small_problem(8, 80, seed=2)
+    newick = parents_to_newick(parents, alignment.taxa, lengths)
+    sequences = dict(zip(alignment.taxa, ["".join("ACGT"[int(np.log2(b))] if b in (1, 2, 4, 8) else "N" for b in row) for row in alignment.patterns.repeat(alignment.weights, axis=1)], strict=True))
+    order = list(reversed(alignment.taxa))
+    shuffled = Alignment.from_sequences([(name, sequences[name]) for name in order])
+    original = Alignment.from_sequences([(name, sequences[name]) for name in alignment.taxa])
+    values = []
+    for aln in (original, shuffled):
+        p, length = dendropy_to_parents(parse_tree_text(newick, "t")[0], aln.taxa)
+        values.append(float(TreeLikelihood(aln, JC69())(p[None], torch.as_tensor(length)[None])))
+    assert values[0] == pytest.approx(values[1], rel=1e-13)
+
+
+def test_compressed_patterns_equal_uncompressed_sites():
+    alignment, parents, lengths = small_problem(7, 200, seed=3)
+    records = [(name, "".join("ACGT"[int(np.log2(b))] if b in (1, 2, 4, 8) else "N" for b in row))
+               for name, row in zip(alignment.taxa, alignment.patterns.repeat(alignment.weights, axis=1), strict=True)]  # fmt: skip
+    full = Alignment.from_sequences(records, compress=False)
+    packed = Alignment.from_sequences(records)
+    assert packed.n_patterns < full.n_patterns
+    bl = torch.as_tensor(lengths)[None]
+    assert float(TreeLikelihood(full, JC69())(parents[None], bl)) == pytest.approx(
+        float(TreeLikelihood(packed, JC69())(parents[None], bl)), rel=1e-13
+    )
+
+
+# --- Batching and gradients ----------------------------------------------------------------
+
+
+def test_batch_of_different_topologies_equals_one_at_a_time_reference():
+    model = GTR(torch.tensor(GTR_RATES, dtype=torch.float64), torch.tensor(FREQS, dtype=torch.float64), 4, 0.5)
+    alignment, _, _ = small_problem(10, 150, seed=4, model=model)
+    rng = np.random.default_rng(5)
+    parents = np.stack([random_parents(10, rng) for _ in range(6)])
+    lengths = torch.as_tensor(rng.uniform(0.001, 0.8, (6, 17))).requires_grad_()
+    batched = TreeLikelihood(alignment, model)(parents, lengths)
+    batched.sum().backward()
+    for b in range(6):
+        single = lengths.detach()[b].clone().requires_grad_()
+        expected = reference_log_likelihood(alignment, model, parents[b], single)
+        expected.backward()
+        assert float(batched[b].detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
+        torch.testing.assert_close(lengths.grad[b], single.grad, rtol=1e-8, atol=1e-8)
+
+
+def test_leading_dimensions_share_topologies():
+    alignment, _, _ = small_problem(6, 50, seed=6)
+    rng = np.random.default_rng(7)
+    parents = np.stack([random_parents(6, rng) for _ in range(3)])
+    lengths = torch.as_tensor(rng.uniform(0.01, 0.3, (2, 4, 3, 9)))
+    likelihood = TreeLikelihood(alignment, JC69())
+    values = likelihood(parents, lengths)
+    assert values.shape == (2, 4, 3)
+    torch.testing.assert_close(values[1, 2], likelihood(parents, lengths[1, 2]), rtol=1e-14, atol=0)
+
+
+def test_branch_length_gradient_equals_central_finite_differences():
+    alignment, parents, lengths = small_problem(8, 100, seed=8, model=HKY(2.5, torch.tensor(FREQS)))
+    likelihood = TreeLikelihood(alignment, HKY(2.5, torch.tensor(FREQS)))
+    bl = torch.as_tensor(lengths)[None].clone().requires_grad_()
+    likelihood(parents[None], bl).sum().backward()
+    h = 1e-6
+    for e in range(len(lengths)):
+        up, down = bl.detach().clone(), bl.detach().clone()
+        up[0, e] += h
+        down[0, e] -= h
+        numeric = (float(likelihood(parents[None], up)) - float(likelihood(parents[None], down))) / (2 * h)
+        # central differences: truncation O(h^2 f''') and rounding O(eps |f| / h) ~ 1e-7
+        assert float(bl.grad[0, e]) == pytest.approx(numeric, rel=1e-5, abs=1e-4)
+
+
+def test_gradcheck_in_transitions_frequencies_and_category_weights():
+    alignment, parents, _ = small_problem(5, 8, seed=9)
+    rng = np.random.default_rng(10)
+    parents = np.stack([parents, random_parents(5, rng)])
+    schedule = build_schedule(parents, 5)
+    transitions = torch.as_tensor(rng.uniform(0.05, 1.0, (2, 7, 2, 4, 4))).requires_grad_()
+    frequencies = torch.as_tensor(rng.uniform(0.1, 1.0, 4)).requires_grad_()
+    weights = torch.as_tensor([0.3, 0.7], dtype=torch.float64).requires_grad_()
+
+    def function(t, f, w):
+        return pruning_log_likelihood(schedule, t, f, w, alignment.tip_partials(), alignment.pattern_weights())
+
+    assert torch.autograd.gradcheck(function, (transitions, frequencies, weights))
+
+
+def test_backward_after_a_newer_forward_is_refused():
+    alignment, parents, lengths = small_problem(5, 10, seed=11)
+    workspace = Workspace()
+    t = JC69().transition_matrices(torch.as_tensor(lengths)[None]).requires_grad_()
+    args = (alignment.tip_partials(), alignment.pattern_weights(), workspace)
+    schedule = build_schedule(parents[None], 5)
+    first = pruning_log_likelihood(schedule, t, torch.full((4,), 0.25, dtype=torch.float64), torch.ones(1, dtype=torch.float64), *args)
+    pruning_log_likelihood(schedule, t, torch.full((4,), 0.25, dtype=torch.float64), torch.ones(1, dtype=torch.float64), *args)
+    with pytest.raises(RuntimeError, match="newer forward"):
+        first.sum().backward()
+
+
+def test_site_likelihoods_below_double_range_do_not_underflow():
+    """64 taxa, random states, branches of 1e-10: every site needs dozens of changes, so its
+    likelihood is far below 1e-308 and only rescaling keeps it finite."""
+    rng = np.random.default_rng(12)
+    parents = random_parents(64, rng)
+    records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 40))) for i in range(64)]
+    alignment = Alignment.from_sequences(records)
+    lengths = torch.full((1, 125), 1e-10, dtype=torch.float64)
+    value = float(TreeLikelihood(alignment, JC69())(parents[None], lengths))
+    assert value / alignment.n_sites < np.log(np.finfo(np.float64).tiny)  # truly out of range
+    expected = float(reference_log_likelihood(alignment, JC69(), parents, lengths[0]))
+    assert value == pytest.approx(expected, rel=1e-10)

@@ -1,0 +1,86 @@
+"""Substitution models against closed forms, matrix_exp, and published Gamma rates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.phylo.models import GTR, HKY, JC69, K80, build_model, discrete_gamma_rates
+
+FREQS = torch.tensor([0.3, 0.2, 0.2, 0.3], dtype=torch.float64)
+RATES = torch.tensor([1.0, 2.5, 0.8, 1.2, 3.0, 1.0], dtype=torch.float64)
+MODELS = {
+    "JC": lambda: JC69(),
+    "K80": lambda: K80(3.0),
+    "HKY": lambda: HKY(2.5, FREQS),
+    "GTR+G4": lambda: GTR(RATES, FREQS, 4, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_rate_matrix_is_a_normalised_reversible_generator(name):
+    model = MODELS[name]()
+    q = model.rate_matrix()
+    pi = model.frequencies
+    torch.testing.assert_close(q.sum(dim=1), torch.zeros(4, dtype=torch.float64))
+    assert float(-(pi * torch.diagonal(q)).sum()) == pytest.approx(1.0, abs=1e-14)
+    flux = pi[:, None] * q
+    torch.testing.assert_close(flux, flux.T)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_transition_matrices_equal_matrix_exponential(name):
+    model = MODELS[name]()
+    times = torch.tensor([0.0, 1e-6, 0.01, 0.3, 2.0], dtype=torch.float64)
+    matrices = model.transition_matrices(times)
+    assert matrices.shape == (5, model.category_rates.numel(), 4, 4)
+    q = model.rate_matrix()
+    for t_index, t in enumerate(times):
+        for c, rate in enumerate(model.category_rates):
+            expected = torch.linalg.matrix_exp(q * t * rate)
+            # atol: rounding of scaling-and-squaring in matrix_exp at Q t r up to ~6
+            torch.testing.assert_close(matrices[t_index, c], expected, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(matrices[0, 0], torch.eye(4, dtype=torch.float64), atol=1e-14, rtol=0)
+
+
+def test_jc_closed_form():
+    t = 0.37
+    p = JC69().transition_matrices(torch.tensor(t, dtype=torch.float64))[0]
+    same = 0.25 + 0.75 * math.exp(-4.0 * t / 3.0)
+    assert float(p[0, 0]) == pytest.approx(same, rel=1e-13)
+    assert float(p[0, 1]) == pytest.approx((1 - same) / 3, rel=1e-12)
+
+
+def test_k80_closed_form():
+    kappa, t = 3.0, 0.2
+    p = K80(kappa).transition_matrices(torch.tensor(t, dtype=torch.float64))[0]
+    # Kimura 1980 with rate normalised to 1: alpha (transition) = kappa / (kappa + 2) / ... ;
+    # per unit time, d = t, transition rate a = kappa/(kappa+2), transversion b = 1/(kappa+2).
+    a, b = kappa / (kappa + 2), 1 / (kappa + 2)
+    transversion = 0.25 - 0.25 * math.exp(-4 * b * t)
+    transition = 0.25 + 0.25 * math.exp(-4 * b * t) - 0.5 * math.exp(-2 * (a + b) * t)
+    assert float(p[0, 1]) == pytest.approx(transversion, rel=1e-12)  # A -> C
+    assert float(p[0, 2]) == pytest.approx(transition, rel=1e-12)  # A -> G
+
+
+def test_discrete_gamma_matches_yang_1994_table():
+    # Mean rates for alpha = 0.5, K = 4 as printed by PAML/Yang (1994): 0.0334 0.2519 0.8203 2.8944
+    rates = discrete_gamma_rates(0.5, 4)
+    np.testing.assert_allclose(rates, [0.0334, 0.2519, 0.8203, 2.8944], atol=6e-5)
+    assert rates.mean() == pytest.approx(1.0, abs=1e-12)
+    assert discrete_gamma_rates(0.5, 1).tolist() == [1.0]
+
+
+def test_frequencies_are_normalised_and_validated():
+    model = build_model("HKY", kappa=2.0, frequencies=[3, 2, 2, 3])
+    torch.testing.assert_close(model.frequencies, FREQS)
+    with pytest.raises(VbpiMixError, match="four positive"):
+        build_model("HKY", frequencies=[0.5, 0.5, 0.0, 0.0])
+    with pytest.raises(VbpiMixError, match="needs a shape --alpha"):
+        build_model("JC", gamma_categories=4)
+    with pytest.raises(VbpiMixError, match="unknown model"):
+        build_model("F81")  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""The `vbpi-mix` command line: parse, validate, call the API, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vbpi_mix import __version__
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS
+from vbpi_mix.io.tree_files import read_tree_file
+from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.phylo.likelihood import TreeLikelihood
+from vbpi_mix.phylo.models import MODEL_NAMES, SubstitutionModel, build_model
+from vbpi_mix.trees.parent_arrays import dendropy_to_parents
+
+LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
+
+LOGLIK_EXAMPLES = """\
+examples:
+  vbpi-mix loglik data/example.fasta data/example_true_tree.nwk
+  vbpi-mix loglik aln.fasta trees.nex --model HKY --kappa 2.5 --freqs 0.3,0.2,0.2,0.3
+  vbpi-mix loglik aln.phy ml.treefile --model GTR --rates 1,2.5,0.8,1.2,3,1 \\
+      --freqs 0.3,0.2,0.2,0.3 --gamma-categories 4 --alpha 0.5 --json
+"""
+
+
+def _numbers(count: int, label: str):
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{label}: expected numbers, got {text!r}") from None
+        if len(values) != count or not all(np.isfinite(values)) or min(values) <= 0:
+            raise argparse.ArgumentTypeError(
+                f"{label}: expected {count} positive comma-separated numbers, got {text!r}"
+            )
+        return values
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Substitution-model options shared by every command that computes likelihoods."""
+    group = parser.add_argument_group("substitution model (parameters fixed, not estimated)")
+    group.add_argument(
+        "--model", choices=MODEL_NAMES, default="JC",
+        help="JC (Jukes-Cantor, the benchmark model), K80, HKY or GTR (default: JC)",
+    )  # fmt: skip
+    group.add_argument(
+        "--kappa", type=_positive_float,
+        help="transition/transversion rate ratio for K80 and HKY (default: 2)",
+    )  # fmt: skip
+    group.add_argument(
+        "--freqs", type=_numbers(4, "--freqs"), metavar="A,C,G,T",
+        help="base frequencies for HKY and GTR, normalised to sum 1 (default: equal)",
+    )  # fmt: skip
+    group.add_argument(
+        "--rates", type=_numbers(6, "--rates"), metavar="AC,AG,AT,CG,CT,GT",
+        help="GTR exchangeabilities (default: all 1)",
+    )  # fmt: skip
+    group.add_argument(
+        "--gamma-categories", "--gamma", type=_positive_int, default=1, metavar="K",
+        help="discrete-Gamma rate categories, mean rate per category (default: 1, no Gamma)",
+    )  # fmt: skip
+    group.add_argument(
+        "--alpha", type=_positive_float,
+        help="Gamma shape parameter; required with --gamma-categories above 1",
+    )  # fmt: skip
+
+
+def model_from_args(args: argparse.Namespace) -> SubstitutionModel:
+    """Build the substitution model, refusing options that the chosen model would ignore."""
+    model = args.model
+    if args.kappa is not None and model not in ("K80", "HKY"):
+        raise VbpiMixError(f"--kappa applies to K80 and HKY, not {model}; add --model HKY")
+    if args.freqs is not None and model not in ("HKY", "GTR"):
+        raise VbpiMixError(f"--freqs applies to HKY and GTR, not {model}; add --model HKY or GTR")
+    if args.rates is not None and model != "GTR":
+        raise VbpiMixError(f"--rates applies to GTR, not {model}; add --model GTR")
+    if args.alpha is not None and args.gamma_categories == 1:
+        raise VbpiMixError("--alpha needs --gamma-categories K with K above 1 (e.g. 4)")
+    return build_model(
+        model,
+        kappa=args.kappa if args.kappa is not None else 2.0,
+        frequencies=args.freqs,
+        rates=args.rates,
+        gamma_categories=args.gamma_categories,
+        alpha=args.alpha,
+    )
+
+
+def run_loglik(args: argparse.Namespace) -> int:
+    alignment = load_alignment(args.alignment, args.format)
+    model = model_from_args(args)
+    trees = read_tree_file(args.trees)
+    parents, lengths = [], []
+    for index, tree in enumerate(trees, start=1):
+        tree_parents, tree_lengths = dendropy_to_parents(
+            tree, alignment.taxa, f"{args.trees}, tree {index}"
+        )
+        if tree_lengths is None:
+            raise VbpiMixError(f"{args.trees}, tree {index}: branch lengths are required")
+        if not np.isfinite(tree_lengths).all() or (tree_lengths < 0).any():
+            raise VbpiMixError(f"{args.trees}, tree {index}: negative or non-finite branch length")
+        parents.append(tree_parents)
+        lengths.append(tree_lengths)
+    likelihood = TreeLikelihood(alignment, model)
+    all_parents, all_lengths = np.stack(parents), torch.as_tensor(np.stack(lengths))
+    values: list[float] = []
+    starts = range(0, len(parents), LOGLIK_CHUNK)
+    with torch.no_grad():
+        for start in tqdm(starts, desc="trees", unit="chunk", disable=args.quiet or None):
+            chunk = slice(start, start + LOGLIK_CHUNK)
+            values.extend(likelihood(all_parents[chunk], all_lengths[chunk]).tolist())
+    if args.json:
+        records = [{"tree": i, "log_likelihood": v} for i, v in enumerate(values, start=1)]
+        print(json.dumps(records, indent=2))
+    else:
+        for index, value in enumerate(values, start=1):
+            print(f"{index}\t{value:.6f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vbpi-mix",
+        description="Bayesian phylogenetic inference by variational inference (VBPI) with "
+        "mixtures of subsplit Bayesian networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"vbpi-mix {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    loglik = commands.add_parser(
+        "loglik",
+        help="log-likelihood of fixed trees with branch lengths",
+        description="Print the log-likelihood of each tree in TREES (branch lengths held "
+        "fixed) given ALIGNMENT, one line per tree: index (from 1), tab, log-likelihood.",
+        epilog=LOGLIK_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    loglik.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (.gz accepted)")
+    loglik.add_argument(
+        "trees", help="Newick or NEXUS tree file, one or many trees with branch lengths (.gz ok)"
+    )
+    loglik.add_argument(
+        "--format", choices=ALIGNMENT_FORMATS,
+        help="alignment format (default: detected from the content)",
+    )  # fmt: skip
+    add_model_options(loglik)
+    loglik.add_argument("--json", action="store_true", help="print a JSON list instead of TSV")
+    loglik.add_argument("--quiet", action="store_true", help="no progress bar")
+    loglik.set_defaults(run=run_loglik)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except VbpiMixError as error:
+        print(f"vbpi-mix: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vbpi-mix: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
