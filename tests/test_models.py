@@ -84,3 +84,11 @@ def test_frequencies_are_normalised_and_validated():
         build_model("JC", gamma_categories=4)
     with pytest.raises(VbpiMixError, match="unknown model"):
         build_model("F81")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("t", [1e-12, 1e-8, 1e-4])
+def test_short_branches_keep_off_diagonal_relative_accuracy(t):
+    """P_ij ~ t/4 for tiny t: exp-minus-one cancellation would leave only ~1e-16/t digits."""
+    p = JC69().transition_matrices(torch.tensor(t, dtype=torch.float64))[0]
+    exact_off_diagonal = -0.25 * math.expm1(-4.0 * t / 3.0)
+    assert float(p[0, 1]) == pytest.approx(exact_off_diagonal, rel=1e-12)

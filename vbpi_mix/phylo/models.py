@@ -92,8 +92,11 @@ class SubstitutionModel(nn.Module):
         left = eigenvectors / root_pi[:, None]  # D^-1/2 U
         right = eigenvectors.T * root_pi[None, :]  # U^T D^1/2
         scaled_time = branch_lengths[..., None] * self.category_rates  # [..., C]
-        exponentials = torch.exp(scaled_time[..., None] * eigenvalues)  # [..., C, 4]
-        return torch.einsum("ik,...k,kj->...ij", left, exponentials, right)
+        # P = I + V diag(expm1(lambda t)) V^-1: expm1 keeps the O(t) off-diagonal entries of
+        # short branches accurate, where exp would cancel against 1 and lose digits.
+        increments = torch.expm1(scaled_time[..., None] * eigenvalues)  # [..., C, 4]
+        identity = torch.eye(N_STATES, dtype=increments.dtype)
+        return identity + torch.einsum("ik,...k,kj->...ij", left, increments, right)
 
 
 class GTR(SubstitutionModel):
