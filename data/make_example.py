@@ -41,7 +41,9 @@ def main() -> None:
     here = Path(__file__).parent
     fasta = "".join(f">{name}\n{seq}\n" for name, seq in zip(taxa, gapped, strict=True))
     write_text_atomic(here / "example.fasta", fasta)
-    write_text_atomic(here / "example_true_tree.nwk", parents_to_newick(parents, taxa, lengths) + "\n")
+    write_text_atomic(
+        here / "example_true_tree.nwk", parents_to_newick(parents, taxa, lengths) + "\n"
+    )
 
 
 if __name__ == "__main__":

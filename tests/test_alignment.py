@@ -50,7 +50,9 @@ def write_formats(tmp_path):
     return files
 
 
-@pytest.mark.parametrize("label", ["fasta", "nexus", "relaxed", "sequential", "interleaved", "gzip"])
+@pytest.mark.parametrize(
+    "label", ["fasta", "nexus", "relaxed", "sequential", "interleaved", "gzip"]
+)
 def test_every_format_reads_the_same_alignment(tmp_path, label):
     path = write_formats(tmp_path)[label]
     alignment = load_alignment(path, compress=False)
@@ -105,9 +107,15 @@ def test_real_data_set_dimensions(data_dir):
         (b"\x00\x01\x02\xff\xfe binary", "binary data"),
         (b"\x1f\x8b\x08\x00garbage", "corrupt gzip"),
         (b"hello world\n", "not a FASTA, NEXUS or PHYLIP"),
-        (b">a\nACGT\n>b\nACGT\n>c\nACG\n>d\nACGT\n", r"differ in length: most have 4 sites, but c \(3\)"),
+        (
+            b">a\nACGT\n>b\nACGT\n>c\nACG\n>d\nACGT\n",
+            r"differ in length: most have 4 sites, but c \(3\)",
+        ),
         (b">a\nACGT\n>b\nACGT\n>a\nACGT\n>d\nACGT\n", "duplicate taxon names: a"),
-        (b">a\nACGT\n>b\nACJT\n>c\nACGT\n>d\nACGT\n", "taxon b, site 3: 'J' is not a DNA character"),
+        (
+            b">a\nACGT\n>b\nACJT\n>c\nACGT\n>d\nACGT\n",
+            "taxon b, site 3: 'J' is not a DNA character",
+        ),
         (b">a\nACGT\n>b\nACGT\n>c\nACGT\n", "3 taxa; an unrooted tree analysis needs at least 4"),
     ],
 )

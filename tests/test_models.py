@@ -44,7 +44,9 @@ def test_transition_matrices_equal_matrix_exponential(name):
             expected = torch.linalg.matrix_exp(q * t * rate)
             # atol: rounding of scaling-and-squaring in matrix_exp at Q t r up to ~6
             torch.testing.assert_close(matrices[t_index, c], expected, atol=1e-12, rtol=1e-12)
-    torch.testing.assert_close(matrices[0, 0], torch.eye(4, dtype=torch.float64), atol=1e-14, rtol=0)
+    torch.testing.assert_close(
+        matrices[0, 0], torch.eye(4, dtype=torch.float64), atol=1e-14, rtol=0
+    )
 
 
 def test_jc_closed_form():

@@ -18,7 +18,10 @@ _CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 def find_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The first existing candidate folder holding DS1-DS8, or None when there is none."""
     candidates = [explicit, os.environ.get(ENVIRONMENT_VARIABLE)]
-    candidates += [_CHECKOUT_ROOT.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+    candidates += [
+        _CHECKOUT_ROOT.parent / "shared" / "datasets",
+        Path.cwd().parent / "shared" / "datasets",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
@@ -40,7 +43,9 @@ def alignment_path(data_dir: Path, name: str) -> Path:
 def ufboot_paths(data_dir: Path, name: str) -> list[Path]:
     """The UFBoot replicate files `DSn/ufboot/rep_k.ufboot.gz`, k = 1..10, in order."""
     folder = data_dir / name / "ufboot"
-    paths = sorted(folder.glob("rep_*.ufboot.gz"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
+    paths = sorted(
+        folder.glob("rep_*.ufboot.gz"), key=lambda p: int(p.name.split("_")[1].split(".")[0])
+    )
     if not paths:
         raise VbpiMixError(f"{folder}: no rep_*.ufboot.gz support files")
     return paths

@@ -53,7 +53,7 @@ class Alignment:
     def from_sequences(
         cls, records: list[tuple[str, str]], source: str = "<memory>", compress: bool = True
     ) -> Alignment:
-        """Validate and encode (name, sequence) pairs; `compress=False` keeps one column per site."""
+        """Validate and encode (name, sequence) pairs; `compress=False` keeps every site."""
         names = [name for name, _ in records]
         _check_taxa(names, source)
         lengths = {name: len(sequence) for name, sequence in records}

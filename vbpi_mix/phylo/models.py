@@ -71,7 +71,8 @@ class SubstitutionModel(nn.Module):
         rates = discrete_gamma_rates(alpha if alpha is not None else 1.0, gamma_categories)
         self.register_buffer("category_rates", torch.as_tensor(rates, dtype=torch.float64))
         self.register_buffer(
-            "category_weights", torch.full((gamma_categories,), 1.0 / gamma_categories, dtype=torch.float64)
+            "category_weights",
+            torch.full((gamma_categories,), 1.0 / gamma_categories, dtype=torch.float64),
         )
 
     def exchangeabilities(self) -> torch.Tensor:

@@ -15,7 +15,6 @@ import numpy as np
 
 from vbpi_mix.errors import VbpiMixError
 
-
 NAMES_SHOWN = 8
 
 

@@ -1,0 +1,106 @@
+"""The command line: output format, and one-line errors with non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import dendropy
+import pytest
+
+from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE
+from vbpi_mix.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vbpi_mix.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_loglik_prints_index_and_value(capsys):
+    assert main(["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet"]) == 0
+    index, value = capsys.readouterr().out.strip().split("\t")
+    assert index == "1"
+    assert -20000 < float(value) < -1000
+
+
+def test_loglik_json_many_trees_and_models(tmp_path, capsys):
+    tree = EXAMPLE_TREE.read_text().strip()
+    scaled = tree.replace(":0.", ":0.0")  # same topology, shorter branches
+    trees = tmp_path / "two.nwk"
+    trees.write_text(f"{tree}\n{scaled}\n")
+    assert main(["loglik", str(EXAMPLE_FASTA), str(trees), "--json", "--quiet"]) == 0
+    jc = json.loads(capsys.readouterr().out)
+    assert [r["tree"] for r in jc] == [1, 2]
+    assert jc[0]["log_likelihood"] != jc[1]["log_likelihood"]
+    args = ["--model", "GTR", "--rates", "1,2,1,1,2,1", "--freqs", "1,1,1,1",
+            "--gamma-categories", "4", "--alpha", "100"]  # fmt: skip
+    assert main(["loglik", str(EXAMPLE_FASTA), str(trees), "--json", "--quiet", *args]) == 0
+    gtr = json.loads(capsys.readouterr().out)
+    assert gtr[0]["log_likelihood"] != pytest.approx(jc[0]["log_likelihood"], abs=1e-3)
+
+
+def test_loglik_reads_nexus_trees_with_translate_block(tmp_path, capsys):
+    assert main(["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet"]) == 0
+    newick_value = float(capsys.readouterr().out.split("\t")[1])
+    trees = dendropy.TreeList.get(
+        path=str(EXAMPLE_TREE), schema="newick", preserve_underscores=True
+    )
+    nexus = tmp_path / "trees.nex"
+    trees.write(path=str(nexus), schema="nexus", translate_tree_taxa=True)
+    assert "TRANSLATE" in nexus.read_text().upper()
+    assert main(["loglik", str(EXAMPLE_FASTA), str(nexus), "--quiet"]) == 0
+    assert float(capsys.readouterr().out.split("\t")[1]) == pytest.approx(newick_value, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("make_trees", "extra", "message"),
+    [
+        (
+            lambda t: t.replace("taxon_01", "taxon_99"),
+            [],
+            "missing from the tree: taxon_01; not in the alignment: taxon_99",
+        ),
+        (lambda t: "((a,b),(c,d));", [], "missing from the tree"),
+        (lambda t: "this is not a tree (", [], "cannot parse"),
+        (lambda t: t, ["--kappa", "2"], "--kappa applies to K80 and HKY"),
+        (lambda t: t, ["--alpha", "0.5"], "--alpha needs --gamma-categories"),
+    ],
+)
+def test_loglik_errors_are_one_line(tmp_path, make_trees, extra, message):
+    trees = tmp_path / "trees.nwk"
+    trees.write_text(make_trees(EXAMPLE_TREE.read_text()))
+    result = run_cli("loglik", str(EXAMPLE_FASTA), str(trees), *extra)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vbpi-mix: error:")
+    assert re.search(message, lines[0])
+
+
+def test_missing_branch_lengths_and_missing_alignment(tmp_path):
+    trees = tmp_path / "topology.nwk"
+    trees.write_text("(" + ",".join(f"taxon_{i:02d}" for i in range(1, 16)) + ",taxon_16);")
+    result = run_cli("loglik", str(EXAMPLE_FASTA), str(trees))
+    assert result.returncode == 2 and "polytomy" in result.stderr
+    result = run_cli("loglik", str(tmp_path / "nope.fasta"), str(EXAMPLE_TREE))
+    assert result.returncode == 2 and "nope.fasta: no such file" in result.stderr
+
+
+def test_bad_option_value_and_help():
+    result = run_cli("loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--freqs", "1,2,3")
+    assert result.returncode == 2 and "4 positive comma-separated numbers" in result.stderr
+    help_text = run_cli("loglik", "--help").stdout
+    for option in (
+        "--model",
+        "--kappa",
+        "--freqs",
+        "--rates",
+        "--gamma-categories",
+        "--alpha",
+        "--json",
+    ):
+        assert option in help_text
