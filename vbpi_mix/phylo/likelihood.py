@@ -2,14 +2,13 @@
 
 Legend: B trees, E = 2N-3 edges, C rate categories, P site patterns, 4 states, R partials rows.
 
-Forward (inside pass): for every level of the schedule, all nodes of that height across the
-batch are computed at once,
+Forward (inside pass): level by level over the whole batch (see vbpi_mix.phylo.schedule),
 
     L_u = (P_e1 L_c1) * (P_e2 L_c2),        rescaled per pattern by its maximum,
 
-written into one preallocated buffer `[R, C, 4, P]` whose first N rows are the shared tip
-partials. At the trifurcating root, site likelihoods are sum_c w_c sum_i pi_i L_root[c, i, p]
-and log L = sum_p n_p (log site_p + sum of log scale factors).
+into one buffer `[R, C, 4, P]` whose first N rows are the tip partials, shared by all trees.
+At the trifurcating root, site_p = sum_c w_c sum_i pi_i prod_k (P_ek L_k)[c, i, p] and
+log L = sum_p n_p (log site_p + sum of the log scale factors of the tree's nodes).
 
 Backward (outside pass, as BEAGLE computes branch-length gradients): with U_e the vector of
 everything outside edge e (u -> v) as a function of u's state, the site likelihood of
@@ -17,10 +16,11 @@ category c is U_e^T P_e L_v for every e, so
 
     d log L / d P_e[c, i, j] = sum_p n_p w_c U_e[c, i, p] L_v[c, j, p] / site_e(p),
 
-where site_e is computed from the same rescaled U_e and L_v, so scale factors cancel. U is
-propagated top-down: U_root-child = pi * (product of the other root messages),
-U_e(child of u) = (P_eu^T U_eu) * (message of the sibling). The gradient with respect to P
-then flows through autograd into branch lengths and model parameters.
+with site_e computed from the same rescaled U_e and L_v, so the scale factors cancel. U is
+propagated top-down: U(root child k) = pi * (product of the other two root messages),
+U(child of u) = D_u * (message of the sibling), D_u = P_eu^T U_eu. The gradient with respect
+to the transition matrices then flows through autograd into branch lengths and model
+parameters. The per-node loops are compiled (vbpi_mix.phylo.pruning_kernels).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from vbpi_mix.phylo import pruning_kernels as kernels
 from vbpi_mix.phylo.alignment import Alignment
 from vbpi_mix.phylo.models import SubstitutionModel
 from vbpi_mix.phylo.schedule import Schedule, build_schedule
@@ -37,47 +38,28 @@ from vbpi_mix.phylo.schedule import Schedule, build_schedule
 class Workspace:
     """Reusable kernel buffers, so that repeated calls do not pay for fresh memory.
 
-    Fresh multi-megabyte tensors are page-faulted in on every call (measured: about 6x the
-    cost of the arithmetic itself). A workspace keeps the largest buffers seen and hands out
+    Fresh multi-megabyte arrays are page-faulted in on every call (measured: several times
+    the cost of the arithmetic). A workspace keeps the largest buffers seen and hands out
     views. The partials of a forward pass live here until its backward pass, so a forward
     pass invalidates the previous one's backward; `generation` detects that misuse.
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[str, torch.Tensor] = {}
+        self._buffers: dict[str, np.ndarray] = {}
         self.generation = 0
 
-    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A contiguous `shape` view of buffer `name` (contents undefined)."""
+    def take(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous float64 `shape` view of buffer `name` (contents undefined)."""
         size = int(np.prod(shape, dtype=np.int64))
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
-            buffer = like.new_empty(size)
+        if buffer is None or buffer.size < size:
+            buffer = np.empty(size)
             self._buffers[name] = buffer
-        return buffer[:size].view(shape)
+        return buffer[:size].reshape(shape)
 
 
-def _rescale_(partials: torch.Tensor) -> torch.Tensor:
-    """Divide `[M, C, 4, P]` in place by its per-pattern maximum; return the maxima `[M, P]`."""
-    scale = partials.amax(dim=(1, 2)).clamp_min_(torch.finfo(partials.dtype).tiny)
-    partials.div_(scale[:, None, None, :])
-    return scale
-
-
-def _messages(
-    partials: torch.Tensor,
-    transitions: torch.Tensor,
-    rows: torch.Tensor,
-    edges: torch.Tensor,
-    gathered: torch.Tensor,
-    out: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Messages P_e L_v `[k, C, 4, P]` for k (row, edge) pairs, computed into workspace `out`;
-    also returns the gathered child partials L_v (a view of workspace `gathered`)."""
-    k = rows.numel()
-    lower = torch.index_select(partials, 0, rows.reshape(-1), out=gathered[:k])
-    matrices = transitions.index_select(0, edges.reshape(-1))
-    return torch.matmul(matrices, lower, out=out[:k]), lower
+def _as_array(tensor: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float64)
 
 
 class _PruningLikelihood(torch.autograd.Function):
@@ -96,100 +78,63 @@ class _PruningLikelihood(torch.autograd.Function):
     ) -> torch.Tensor:
         n_taxa, n_trees = schedule.n_taxa, schedule.n_trees
         n_categories, n_patterns = transitions.shape[1], tip_partials.shape[-1]
-        shape = (n_categories, 4, n_patterns)
         workspace.generation += 1
-        partials = workspace.take("partials", (schedule.n_rows, *shape), transitions)
-        partials[:n_taxa] = tip_partials[:, None]
-        log_scale = workspace.take("log_scale", (schedule.n_rows - n_taxa, n_patterns), transitions)
-        gathered = workspace.take("gathered", (schedule.max_children, *shape), transitions)
-        messages = workspace.take("messages", (schedule.max_children, *shape), transitions)
-        for level in schedule.levels:
-            m = level.stop - level.start
-            level_messages, _ = _messages(
-                partials, transitions, level.child_rows, level.child_edges, gathered, messages
-            )
-            pairs = level_messages.view(m, 2, *shape)
-            node = torch.mul(pairs[:, 0], pairs[:, 1], out=partials[level.start : level.stop])
-            torch.log(_rescale_(node), out=log_scale[level.start - n_taxa : level.stop - n_taxa])
-        root_messages, _ = _messages(
-            partials, transitions, schedule.root_child_rows, schedule.root_child_edges,
-            gathered, messages,
+        partials = workspace.take("partials", (schedule.n_rows, n_categories, 4, n_patterns))
+        partials[:n_taxa] = _as_array(tip_partials)[:, None]
+        node_log_scale = np.empty(schedule.n_rows - n_taxa)
+        log_likelihood = np.empty(n_trees)
+        matrices = _as_array(transitions)
+        weights = _as_array(pattern_weights)
+        kernels.inside_pass(
+            partials, node_log_scale, matrices, schedule.segment_bounds, schedule.child_rows,
+            schedule.child_edges, weights, n_taxa,
         )  # fmt: skip
-        root = root_messages.view(n_trees, 3, *shape).prod(dim=1)
-        site = torch.einsum("c,i,bcip->bp", category_weights, frequencies, root)
-        tree_log_scale = site.log().index_add_(0, schedule.row_trees, log_scale)
-        ctx.schedule = schedule
-        ctx.partials = partials
-        ctx.workspace = workspace
-        ctx.generation = workspace.generation
-        ctx.save_for_backward(transitions, frequencies, category_weights, pattern_weights)
-        return tree_log_scale @ pattern_weights
+        kernels.root_log_likelihoods(
+            partials, matrices, schedule.root_child_rows, schedule.root_child_edges,
+            _as_array(frequencies), _as_array(category_weights), weights, log_likelihood,
+        )  # fmt: skip
+        log_likelihood += np.bincount(schedule.row_trees, node_log_scale, minlength=n_trees)
+        ctx.schedule, ctx.workspace, ctx.generation = schedule, workspace, workspace.generation
+        ctx.arrays = (partials, matrices)
+        ctx.save_for_backward(frequencies, category_weights, pattern_weights)
+        return torch.as_tensor(log_likelihood, dtype=transitions.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor):  # type: ignore[override]
-        transitions, frequencies, category_weights, pattern_weights = ctx.saved_tensors
+        frequencies, category_weights, pattern_weights = ctx.saved_tensors
         schedule: Schedule = ctx.schedule
-        partials: torch.Tensor = ctx.partials
         workspace: Workspace = ctx.workspace
         if workspace.generation != ctx.generation:
             raise RuntimeError(
                 "likelihood backward after a newer forward pass on the same workspace; "
                 "run backward first or give each concurrent graph its own TreeLikelihood"
             )
-        n_trees, n_taxa = schedule.n_trees, schedule.n_taxa
-        n_categories, n_patterns = transitions.shape[1], partials.shape[-1]
-        shape = (n_categories, 4, n_patterns)
-        grad_transitions = torch.zeros_like(transitions)
-        outside = workspace.take("outside", (schedule.n_rows - n_taxa, *shape), partials)
-        gathered = workspace.take("gathered", (schedule.max_children, *shape), partials)
-        messages = workspace.take("messages", (schedule.max_children, *shape), partials)
-        upper = workspace.take("upper", (schedule.max_children, *shape), partials)
-        weight_c = category_weights[:, None, None]
-
-        def accumulate(k, rows, edges, trees, site, lower):
-            """Push rescaled D = P^T U down to internal children, then store dlogL/dP_e."""
-            flat_rows, flat_edges = rows.reshape(-1), edges.reshape(-1)
-            u = upper[:k]
-            internal = flat_rows >= n_taxa
-            matrices = transitions.index_select(0, flat_edges[internal]).transpose(-1, -2)
-            down = torch.matmul(matrices, u[internal])
-            _rescale_(down)
-            outside.index_copy_(0, flat_rows[internal] - n_taxa, down)
-            coefficient = grad_output[trees][:, None] * pattern_weights / site  # [M, P]
-            per_child = k // coefficient.shape[0]
-            u.view(-1, per_child, *shape).mul_(coefficient[:, None, None, None, :]).mul_(weight_c)
-            grad_transitions.index_copy_(0, flat_edges, torch.matmul(u, lower.transpose(-1, -2)))
-
-        # Root stage: three children per tree; U_k = pi * (product of the other two messages).
-        rows, edges = schedule.root_child_rows, schedule.root_child_edges
-        root_messages, lower = _messages(partials, transitions, rows, edges, gathered, messages)
-        triple = root_messages.view(n_trees, 3, *shape)
-        others = upper[: 3 * n_trees].view(n_trees, 3, *shape)
-        for k, (i, j) in enumerate(((1, 2), (0, 2), (0, 1))):
-            torch.mul(triple[:, i], triple[:, j], out=others[:, k])
-        root = triple[:, 0] * others[:, 0]
-        site = torch.einsum("c,i,bcip->bp", category_weights, frequencies, root)
-        coefficient = grad_output[:, None] * pattern_weights / site  # [B, P]
-        grad_frequencies = torch.einsum("bp,c,bcip->i", coefficient, category_weights, root)
-        grad_category_weights = torch.einsum("bp,i,bcip->c", coefficient, frequencies, root)
-        others.mul_(frequencies[:, None])
-        accumulate(3 * n_trees, rows, edges, torch.arange(n_trees), site, lower)
-
-        # Levels top-down: U(child 1) = D_u * message(child 2) and vice versa.
-        for level in reversed(schedule.levels):
-            m = level.stop - level.start
-            down = outside[level.start - n_taxa : level.stop - n_taxa]
-            level_messages, lower = _messages(
-                partials, transitions, level.child_rows, level.child_edges, gathered, messages
-            )
-            pairs = level_messages.view(m, 2, *shape)
-            u = upper[: 2 * m].view(m, 2, *shape)
-            torch.mul(down, pairs[:, 1], out=u[:, 0])
-            torch.mul(down, pairs[:, 0], out=u[:, 1])
-            site = torch.einsum("c,mcip->mp", category_weights, u[:, 0] * pairs[:, 0])
-            accumulate(2 * m, level.child_rows, level.child_edges, level.trees, site, lower)
-        return grad_transitions, grad_frequencies, grad_category_weights, None, None, None, None
+        partials, matrices = ctx.arrays
+        n_taxa, n_trees = schedule.n_taxa, schedule.n_trees
+        n_categories = matrices.shape[1]
+        outside = workspace.take("outside", (schedule.n_rows - n_taxa, *partials.shape[1:]))
+        grad_transitions = np.zeros_like(matrices)
+        grad_frequencies = np.zeros((n_trees, 4))
+        grad_weights = np.zeros((n_trees, n_categories))
+        pi, w, n_p = _as_array(frequencies), _as_array(category_weights), _as_array(pattern_weights)
+        upstream = _as_array(grad_output)
+        kernels.outside_root(
+            partials, outside, grad_transitions, grad_frequencies, grad_weights, matrices,
+            schedule.root_child_rows, schedule.root_child_edges, pi, w, n_p, upstream, n_taxa,
+        )  # fmt: skip
+        kernels.outside_levels(
+            partials, outside, grad_transitions, matrices, schedule.segment_bounds,
+            schedule.child_rows, schedule.child_edges, schedule.row_trees, pi, w, n_p, upstream,
+            n_taxa,
+        )  # fmt: skip
+        dtype = grad_output.dtype
+        return (
+            torch.as_tensor(grad_transitions, dtype=dtype),
+            torch.as_tensor(grad_frequencies.sum(axis=0), dtype=dtype),
+            torch.as_tensor(grad_weights.sum(axis=0), dtype=dtype),
+            None, None, None, None,
+        )  # fmt: skip
 
 
 def pruning_log_likelihood(
@@ -215,6 +160,15 @@ def pruning_log_likelihood(
     )  # fmt: skip
 
 
+CHUNK_BYTES = 8 * 2**20  # partials of one chunk of trees: small enough to stay in L2/L3 cache
+
+
+def trees_per_chunk(n_taxa: int, n_categories: int, n_patterns: int) -> int:
+    """How many trees' internal partials fit in CHUNK_BYTES (at least one)."""
+    per_tree = max(n_taxa - 3, 1) * n_categories * 4 * n_patterns * 8
+    return max(1, CHUNK_BYTES // per_tree)
+
+
 class TreeLikelihood:
     """log p(y | tau, b) for an alignment and a substitution model, batched over trees.
 
@@ -237,7 +191,11 @@ class TreeLikelihood:
                 f"{parents.shape[0]} topologies but branch lengths for {branch_lengths.shape[-2]}"
             )
         repeats = int(np.prod(branch_lengths.shape[:-2], dtype=np.int64))
-        schedule = build_schedule(np.tile(parents, (repeats, 1)), self.alignment.n_taxa)
+        n_taxa = self.alignment.n_taxa
+        chunk = trees_per_chunk(
+            n_taxa, self.model.category_rates.numel(), self.alignment.n_patterns
+        )
+        schedule = build_schedule(np.tile(parents, (repeats, 1)), n_taxa, chunk)
         transitions = self.model.transition_matrices(
             branch_lengths.reshape(-1, branch_lengths.shape[-1])
         )

@@ -97,7 +97,7 @@ class SubstitutionModel(nn.Module):
         # short branches accurate, where exp would cancel against 1 and lose digits.
         increments = torch.expm1(scaled_time[..., None] * eigenvalues)  # [..., C, 4]
         identity = torch.eye(N_STATES, dtype=increments.dtype)
-        return identity + torch.einsum("ik,...k,kj->...ij", left, increments, right)
+        return identity + (left * increments[..., None, :]) @ right
 
 
 class GTR(SubstitutionModel):

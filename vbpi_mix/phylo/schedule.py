@@ -1,4 +1,4 @@
-"""Flatten a batch of unrooted binary trees into level-by-level index arrays for the kernel.
+"""Flatten a batch of unrooted binary trees into level-ordered index arrays for the kernel.
 
 Tree encoding (the contract between trees and the kernel): for N taxa, nodes 0..N-1 are the
 tips in the alignment's taxon order, N..2N-3 the internal nodes, and node 2N-3 is the
@@ -7,9 +7,11 @@ edge v is the edge above node v and branch lengths are indexed the same way: `[.
 E = 2N-3. Every internal non-root node has two children, the root three.
 
 Rows of the kernel's partials buffer: tip i is row i (shared by all trees); the internal
-non-root nodes of all trees follow, grouped by level (height above the tips), so that one
-level's outputs are the contiguous rows [start, stop). All nodes of one level, across every
-tree of the batch, are evaluated together.
+non-root nodes follow in segments: the batch is cut into chunks of consecutive trees (small
+enough for the chunk's partials to stay in cache), and each chunk's nodes are grouped by level
+(height above the tips). Segment s is the contiguous rows [segment_bounds[s],
+segment_bounds[s + 1]); every child lies in an earlier segment, so all nodes of a segment are
+evaluated together.
 """
 
 from __future__ import annotations
@@ -17,56 +19,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from vbpi_mix.errors import VbpiMixError
 
 
 @dataclass(frozen=True)
-class Level:
-    """The M = stop - start internal non-root nodes of one height, across the batch.
-
-    Their partials are rows [start, stop); child_rows `[M, 2]`; child_edges `[M, 2]` flat
-    indices into `[B * E]`; trees `[M]`: the tree each node belongs to.
-    """
-
-    start: int
-    stop: int
-    child_rows: torch.Tensor
-    child_edges: torch.Tensor
-    trees: torch.Tensor
-
-
-@dataclass(frozen=True)
 class Schedule:
-    """Levels bottom-up plus the root stage; root_child_rows / root_child_edges are `[B, 3]`,
-    row_trees `[B (N-3)]` the tree of each internal non-root row (in row order)."""
+    """Index arrays (int64) for one batch of B trees over N taxa; R = N + B (N-3) rows.
+
+    segment_bounds `[S+1]`: first row of each (chunk, level) segment, then R. For internal
+    row r (r >= N), at index r - N: child_rows `[R-N, 2]`, child_edges `[R-N, 2]` (flat indices into
+    `[B * E]`), row_trees `[R-N]` (its tree). root_child_rows / root_child_edges `[B, 3]`.
+    """
 
     n_trees: int
     n_taxa: int
-    levels: tuple[Level, ...]
-    row_trees: torch.Tensor
-    root_child_rows: torch.Tensor
-    root_child_edges: torch.Tensor
+    segment_bounds: np.ndarray
+    child_rows: np.ndarray
+    child_edges: np.ndarray
+    row_trees: np.ndarray
+    root_child_rows: np.ndarray
+    root_child_edges: np.ndarray
 
     @property
     def n_edges(self) -> int:
         return 2 * self.n_taxa - 3
 
     @property
-    def max_children(self) -> int:
-        """Largest number of child rows any one stage gathers (workspace size)."""
-        return max([3 * self.n_trees] + [2 * (level.stop - level.start) for level in self.levels])
-
-    @property
     def n_rows(self) -> int:
         return self.n_taxa + self.n_trees * (self.n_taxa - 3)
 
 
-def build_schedule(parents: np.ndarray, n_taxa: int) -> Schedule:
-    """Index arrays for trees given as parent arrays `[B, 2N-3]` (see the module docstring).
+def build_schedule(parents: np.ndarray, n_taxa: int, chunk_trees: int | None = None) -> Schedule:
+    """Index arrays for trees given as parent arrays `[B, 2N-3]` (see the module docstring);
+    `chunk_trees` trees per chunk (default: the whole batch in one chunk).
 
-    Vectorised over the batch: one numpy pass per level, none per tree or node.
+    Vectorised over the batch: one numpy pass per tree height, none per tree or node.
     """
     parents = np.asarray(parents, dtype=np.int64)
     if parents.ndim == 1:
@@ -84,40 +72,35 @@ def build_schedule(parents: np.ndarray, n_taxa: int) -> Schedule:
     root_children = order[:, 2 * n_inner :]
 
     height = np.zeros((n_trees, 2 * n - 2), dtype=np.int64)
+    tree_index = np.arange(n_trees)[:, None, None]
     for _ in range(n):
-        inner_height = 1 + height[np.arange(n_trees)[:, None, None], children].max(axis=2)
+        inner_height = 1 + height[tree_index, children].max(axis=2)
         if (inner_height == height[:, n : 2 * n - 3]).all():
             break
         height[:, n : 2 * n - 3] = inner_height
     else:
         raise VbpiMixError("not a tree: the parent array contains a cycle")
 
-    row_of = np.zeros((n_trees, 2 * n - 2), dtype=np.int64)
+    # Sort internal nodes by (chunk, level, tree, node) and number their rows in that order.
+    inner_height = height[:, n : 2 * n - 3].reshape(-1)
+    chunk = np.repeat(np.arange(n_trees) // (chunk_trees or n_trees), n_inner)
+    flat_order = np.lexsort((np.arange(inner_height.size), inner_height, chunk))
+    trees, slots = np.divmod(flat_order, n_inner)
+    row_of = np.empty((n_trees, 2 * n - 2), dtype=np.int64)
     row_of[:, :n] = np.arange(n)
-    inner_height = height[:, n : 2 * n - 3]
-    levels, row_trees, start = [], [], n
-    for level in range(1, int(inner_height.max(initial=0)) + 1):
-        trees, slots = np.nonzero(inner_height == level)
-        stop = start + trees.size
-        row_of[trees, n + slots] = np.arange(start, stop)
-        kids = children[trees, slots]
-        levels.append(
-            Level(
-                start=start,
-                stop=stop,
-                child_rows=torch.as_tensor(row_of[trees[:, None], kids]),
-                child_edges=torch.as_tensor(trees[:, None] * n_edges + kids),
-                trees=torch.as_tensor(trees),
-            )
-        )
-        row_trees.append(trees)
-        start = stop
+    row_of[trees, n + slots] = n + np.arange(flat_order.size)
+    kids = children[trees, slots]
+    segment = chunk[flat_order] * n + inner_height[flat_order]  # heights are below n
+    starts = np.flatnonzero(np.diff(segment, prepend=-1))
+    segment_bounds = n + np.append(starts, segment.size)
     all_trees = np.arange(n_trees)[:, None]
     return Schedule(
         n_trees=n_trees,
         n_taxa=n,
-        levels=tuple(levels),
-        row_trees=torch.as_tensor(np.concatenate(row_trees or [np.zeros(0, np.int64)])),
-        root_child_rows=torch.as_tensor(row_of[all_trees, root_children]),
-        root_child_edges=torch.as_tensor(all_trees * n_edges + root_children),
+        segment_bounds=segment_bounds.astype(np.int64),
+        child_rows=row_of[trees[:, None], kids],
+        child_edges=trees[:, None] * n_edges + kids,
+        row_trees=trees,
+        root_child_rows=row_of[all_trees, root_children],
+        root_child_edges=all_trees * n_edges + root_children,
     )
