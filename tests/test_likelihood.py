@@ -305,3 +305,24 @@ def test_site_likelihoods_below_double_range_do_not_underflow():
     assert value / alignment.n_sites < np.log(np.finfo(np.float64).tiny)  # truly out of range
     expected = float(reference_log_likelihood(alignment, JC69(), parents, lengths[0]))
     assert value == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("chunk_trees", [1, 2, 5])
+def test_chunked_schedules_give_the_same_values_and_gradients(chunk_trees):
+    model = GTR(torch.tensor(GTR_RATES, dtype=torch.float64), None, 2, 0.7)
+    alignment, _, _ = small_problem(9, 60, seed=14, model=model)
+    rng = np.random.default_rng(15)
+    parents = np.stack([random_parents(9, rng) for _ in range(5)])
+    lengths = torch.as_tensor(rng.uniform(0.01, 0.4, (5, 15)))
+    results = []
+    for chunk in (None, chunk_trees):
+        bl = lengths.clone().requires_grad_()
+        schedule = build_schedule(parents, 9, chunk)
+        value = pruning_log_likelihood(
+            schedule, model.transition_matrices(bl), model.frequencies, model.category_weights,
+            alignment.tip_partials(), alignment.pattern_weights(),
+        )  # fmt: skip
+        value.sum().backward()
+        results.append((value.detach(), bl.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-14, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
