@@ -25,7 +25,7 @@ from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import JC69
 from vbpi_mix.phylo.reference_pruning import reference_log_likelihood
-from vbpi_mix.trees.parent_arrays import dendropy_to_parents
+from vbpi_mix.trees.conversions import topology_from_dendropy
 
 BATCH_SIZES = (1, 10, 100, 1000)
 BASELINE_TREES = 5  # the recursive baseline is timed on this many trees, then per tree
@@ -46,7 +46,7 @@ def seconds_per_call(function: Callable[[], object], min_seconds: float = 0.5) -
 def benchmark_dataset(data_dir, name: str) -> list[tuple]:
     alignment = load_alignment(alignment_path(data_dir, name))
     trees = read_tree_file(ufboot_paths(data_dir, name)[0])[: max(BATCH_SIZES)]
-    parents = np.stack([dendropy_to_parents(tree, alignment.taxa)[0] for tree in trees])
+    parents = np.stack([topology_from_dendropy(t, alignment.taxa)[0].parents for t in trees])
     rng = np.random.default_rng(0)
     lengths = torch.as_tensor(rng.exponential(0.1, parents.shape) + 1e-3)
     model = JC69()

@@ -14,8 +14,8 @@ import numpy as np
 from vbpi_mix.io.text_files import write_text_atomic
 from vbpi_mix.phylo.models import JC69
 from vbpi_mix.phylo.simulate import simulate_sequences
-from vbpi_mix.trees.parent_arrays import parents_to_newick
 from vbpi_mix.trees.random_tree import random_parents
+from vbpi_mix.trees.topology import newick_from_parents
 
 SEED = 20261125
 N_TAXA = 16
@@ -42,7 +42,7 @@ def main() -> None:
     fasta = "".join(f">{name}\n{seq}\n" for name, seq in zip(taxa, gapped, strict=True))
     write_text_atomic(here / "example.fasta", fasta)
     write_text_atomic(
-        here / "example_true_tree.nwk", parents_to_newick(parents, taxa, lengths) + "\n"
+        here / "example_true_tree.nwk", newick_from_parents(parents, taxa, lengths) + "\n"
     )
 
 

@@ -18,7 +18,7 @@ from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import MODEL_NAMES, SubstitutionModel, build_model
-from vbpi_mix.trees.parent_arrays import dendropy_to_parents
+from vbpi_mix.trees.conversions import topology_from_dendropy
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
 
@@ -122,14 +122,13 @@ def run_loglik(args: argparse.Namespace) -> int:
     trees = read_tree_file(args.trees)
     parents, lengths = [], []
     for index, tree in enumerate(trees, start=1):
-        tree_parents, tree_lengths = dendropy_to_parents(
-            tree, alignment.taxa, f"{args.trees}, tree {index}"
-        )
-        if tree_lengths is None:
-            raise VbpiMixError(f"{args.trees}, tree {index}: branch lengths are required")
+        source = f"{args.trees}, tree {index}"
+        topology, tree_lengths = topology_from_dendropy(tree, alignment.taxa, source)
+        if np.isnan(tree_lengths).any():
+            raise VbpiMixError(f"{source}: branch lengths are required")
         if not np.isfinite(tree_lengths).all() or (tree_lengths < 0).any():
-            raise VbpiMixError(f"{args.trees}, tree {index}: negative or non-finite branch length")
-        parents.append(tree_parents)
+            raise VbpiMixError(f"{source}: negative or infinite branch length")
+        parents.append(topology.parents)
         lengths.append(tree_lengths)
     likelihood = TreeLikelihood(alignment, model)
     all_parents, all_lengths = np.stack(parents), torch.as_tensor(np.stack(lengths))
