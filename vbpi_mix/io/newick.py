@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from vbpi_mix.errors import VbpiMixError
 
-_TOKEN = re.compile(r"\s*(\[[^\]]*\]|'(?:[^']|'')*'|[(),:;]|[^\s(),:;\[\]']+)")
+_TOKEN = re.compile(r"\[[^\]]*\]|'(?:[^']|'')*'|[(),:;]|[^\s(),:;\[\]']+")
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,9 @@ def parse_newick(text: str, translate: dict[str, str] | None = None) -> ParsedTr
     stack: list[int] = []
     current = -1  # the node a label or length applies to
     expect_length = False
-    position = 0
-    for match in _TOKEN.finditer(text):
-        if match.start() != position and text[position : match.start()].strip():
-            raise VbpiMixError(f"unexpected text {text[position : match.start()]!r} in Newick")
-        position = match.end()
-        token = match.group(1)
-        if token.startswith("["):
+    for token in _TOKEN.findall(text):
+        first = token[0]
+        if first == "[":
             continue
         if expect_length:
             try:
@@ -49,30 +45,26 @@ def parse_newick(text: str, translate: dict[str, str] | None = None) -> ParsedTr
             except ValueError:
                 raise VbpiMixError(f"branch length {token!r} is not a number") from None
             expect_length = False
-            continue
-        if token == "(":
+        elif first == "(":
             parents.append(stack[-1] if stack else -1)
             labels.append(None)
             lengths.append(math.nan)
             stack.append(len(parents) - 1)
             current = -1
-        elif token in (",", ")"):
+        elif first == ",":
+            current = -1
+        elif first == ")":
             if not stack:
                 raise VbpiMixError("unbalanced parentheses in Newick")
-            if token == ")":
-                current = stack.pop()
-            else:
-                current = -1
-        elif token == ":":
+            current = stack.pop()
+        elif first == ":":
             if current < 0:
                 raise VbpiMixError("a branch length without a node in Newick")
             expect_length = True
-        elif token == ";":
+        elif first == ";":
             break
-        else:  # a label
-            if current >= 0:  # label after ')': an internal node's name or support
-                continue
-            label = token[1:-1].replace("''", "'") if token.startswith("'") else token
+        elif current < 0:  # a leaf label (a label after ')' names an internal node: ignored)
+            label = token[1:-1].replace("''", "'") if first == "'" else token
             if translate is not None:
                 label = translate.get(label, label)
             parents.append(stack[-1] if stack else -1)

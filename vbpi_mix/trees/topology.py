@@ -2,10 +2,9 @@
 
 Encoding (the kernel's, see vbpi_mix.phylo.schedule): tips 0..N-1 in taxon order, internal
 nodes N..2N-3, root 2N-3, `parents[v]` for v < 2N-3, edge v above node v. Canonical form:
-the root is the internal node next to taxon 0, and internal nodes are numbered by a
-depth-first walk that visits children in order of their smallest taxon. Equal unrooted
-topologies therefore have equal arrays, and equality, hashing and de-duplication are array
-comparisons.
+the tree hangs from taxon 0, whose neighbour is the root, and internal nodes are numbered in
+increasing order of their clade bitset (the taxa below them). Equal unrooted topologies
+therefore have equal arrays, and equality, hashing and de-duplication are array comparisons.
 
 Clades and splits are bitsets (Python ints, bit i = taxon i); a split {W, Z} is stored as
 min(W, Z) (`split_key`).
@@ -172,64 +171,65 @@ def _postorder(parents: np.ndarray) -> list[int]:
 
 def canonical_from_edges(
     taxa: Sequence[str],
-    edges: Iterable[tuple[int, int, float]],
+    edges: Sequence[tuple[int, int, float]],
     leaf_labels: dict[int, str],
     source: str,
 ) -> tuple[Topology, np.ndarray]:
     """Canonical topology and branch lengths `[2N-3]` (nan where missing) of any tree given as
-    undirected edges (a, b, length) between arbitrary node ids, leaves labelled by name.
+    undirected edges (a, b, length) between node ids 0..M-1, leaves labelled by name.
 
-    Degree-2 nodes (a rooted tree's root) are suppressed, their two edges joined.
+    The tree is hung from taxon 0; degree-2 nodes (a rooted tree's root) are passed through,
+    their two edges joined. Internal nodes are numbered N..2N-3 in increasing order of their
+    clade bitset (below them, away from taxon 0), so the root 2N-3 is taxon 0's neighbour.
     """
     check_taxa(list(leaf_labels.values()), taxa, source)
     n = len(taxa)
     taxon_index = {name: i for i, name in enumerate(taxa)}
-    neighbours: dict[int, dict[int, float]] = {}
+    n_nodes = 1 + max(max(a, b) for a, b, _ in edges)
+    adjacent: list[list[tuple[int, float]]] = [[] for _ in range(n_nodes)]
     for a, b, length in edges:
-        neighbours.setdefault(a, {})[b] = length
-        neighbours.setdefault(b, {})[a] = length
-    for node in [v for v, adjacent in neighbours.items() if len(adjacent) == 2]:
-        (a, length_a), (b, length_b) = neighbours.pop(node).items()
-        del neighbours[a][node], neighbours[b][node]
-        neighbours[a][b] = neighbours[b][a] = length_a + length_b
-    inner = [v for v, adjacent in neighbours.items() if len(adjacent) != 1]
-    if len(inner) != n - 2 or any(len(neighbours[v]) != 3 for v in inner):
-        raise VbpiMixError(f"{source}: not a binary tree (it has a polytomy)")
+        adjacent[a].append((b, length))
+        adjacent[b].append((a, length))
     tip_of = {node: taxon_index[label] for node, label in leaf_labels.items()}
-    tip0 = next(node for node, taxon in tip_of.items() if taxon == 0)
-    root = next(iter(neighbours[tip0]))
+    start = next(node for node, taxon in tip_of.items() if taxon == 0)
 
-    # Smallest taxon below each node when hanging from `root`, for the canonical child order.
-    order, parent_of, stack = [], {root: -1}, [root]
+    # Walk away from taxon 0, passing through degree-2 nodes; record effective edges.
+    parent_of, length_of, order = {}, {}, []
+    stack = [(start, -1)]
     while stack:
-        node = stack.pop()
+        node, came_from = stack.pop()
         order.append(node)
-        for child in neighbours[node]:
-            if child != parent_of[node]:
-                parent_of[child] = node
-                stack.append(child)
-    smallest = {}
+        for neighbour, length in adjacent[node]:
+            if neighbour == came_from:
+                continue
+            previous = node
+            while len(adjacent[neighbour]) == 2:  # suppress: continue to the far side
+                (x, lx), (y, ly) = adjacent[neighbour]
+                nxt, extra = (y, ly) if x == previous else (x, lx)
+                previous, neighbour, length = neighbour, nxt, length + extra
+            parent_of[neighbour], length_of[neighbour] = node, length
+            stack.append((neighbour, previous))
+    inner = [v for v in order if len(adjacent[v]) != 1]
+    if any(len(adjacent[v]) == 1 and v not in tip_of for v in order):
+        raise VbpiMixError(f"{source}: a leaf without a taxon label")
+    if len(inner) != n - 2 or any(len(adjacent[v]) != 3 for v in inner):
+        raise VbpiMixError(f"{source}: not a binary tree (it has a polytomy)")
+    clade = dict.fromkeys(order, 0)
     for node in reversed(order):
-        below = [smallest[c] for c in neighbours[node] if c != parent_of[node]]
-        smallest[node] = min(below) if below else tip_of[node]
-
+        if node in tip_of:
+            clade[node] = 1 << tip_of[node]
+        if node != start:
+            clade[parent_of[node]] |= clade[node]
+    ids = {node: n + rank for rank, node in enumerate(sorted(inner, key=clade.__getitem__))}
+    ids.update(tip_of)
     parents = np.empty(2 * n - 3, dtype=np.int64)
-    lengths = np.full(2 * n - 3, math.nan)
-    ids = {root: 2 * n - 3}
-    next_inner = n
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        kids = sorted((c for c in neighbours[node] if c != parent_of[node]), key=smallest.get)
-        for child in kids:
-            if child in tip_of:
-                ids[child] = tip_of[child]
-            else:
-                ids[child] = next_inner
-                next_inner += 1
-            parents[ids[child]] = ids[node]
-            lengths[ids[child]] = neighbours[node][child]
-        stack.extend(reversed([c for c in kids if c not in tip_of]))
+    lengths = np.empty(2 * n - 3)
+    root = 2 * n - 3
+    for node, parent in parent_of.items():
+        if parent == start:  # taxon 0's pendant edge: taxon 0 hangs from the root
+            parents[0], lengths[0] = root, length_of[node]
+        else:
+            parents[ids[node]], lengths[ids[node]] = ids[parent], length_of[node]
     parents.setflags(write=False)
     return Topology(tuple(taxa), parents), lengths
 
@@ -245,6 +245,6 @@ def topology_from_parsed(
 
 def topology_from_parents(parents: np.ndarray, taxa: Sequence[str]) -> Topology:
     """Canonical form of any parent array in the kernel encoding."""
-    edges = [(v, int(p), 0.0) for v, p in enumerate(np.asarray(parents).tolist())]
+    edges = [(v, p, 0.0) for v, p in enumerate(np.asarray(parents).tolist())]
     leaves = {i: name for i, name in enumerate(taxa)}
     return canonical_from_edges(taxa, edges, leaves, "parent array")[0]
