@@ -40,12 +40,18 @@ def alignment_path(data_dir: Path, name: str) -> Path:
     return path
 
 
+def _replicates(folder: Path, suffix: str) -> list[Path]:
+    paths = sorted(folder.glob(f"rep_*{suffix}"), key=lambda p: int(p.name[4:].split(".")[0]))
+    if not paths:
+        raise VbpiMixError(f"{folder}: no rep_*{suffix} files")
+    return paths
+
+
 def ufboot_paths(data_dir: Path, name: str) -> list[Path]:
     """The UFBoot replicate files `DSn/ufboot/rep_k.ufboot.gz`, k = 1..10, in order."""
-    folder = data_dir / name / "ufboot"
-    paths = sorted(
-        folder.glob("rep_*.ufboot.gz"), key=lambda p: int(p.name.split("_")[1].split(".")[0])
-    )
-    if not paths:
-        raise VbpiMixError(f"{folder}: no rep_*.ufboot.gz support files")
-    return paths
+    return _replicates(data_dir / name / "ufboot", ".ufboot.gz")
+
+
+def golden_paths(data_dir: Path, name: str) -> list[Path]:
+    """The MrBayes golden-run files `DSn/golden/rep_k.trprobs.gz` (DS1-DS4), in order."""
+    return _replicates(data_dir / name / "golden", ".trprobs.gz")

@@ -18,7 +18,7 @@ import dendropy
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.io.text_files import read_text
 
-_TREE_STATEMENT = re.compile(r"\btree\s+[^=;]*=(?P<body>[^;]*);", re.IGNORECASE)
+_TREE_STATEMENT = re.compile(r"\btree\s+(?:[^=;\[]|\[[^\]]*\])*=(?P<body>[^;]*);", re.IGNORECASE)
 _TRANSLATE = re.compile(r"\btranslate\s+(?P<body>[^;]*);", re.IGNORECASE)
 _WEIGHT = re.compile(r"\[&W\s+(?P<weight>[-+0-9.eE]+)\s*\]", re.IGNORECASE)
 _COMMENT = re.compile(r"\[[^\]]*\]")

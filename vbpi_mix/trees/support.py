@@ -90,6 +90,21 @@ def build_support(
     for path in tqdm(paths, desc="support files", unit="file", disable=not progress or None):
         union.update(credible_set(reader.read(path, burnin), credible))
     ranked = union.most_common()
-    return Support(
-        tuple(taxa), tuple(t for t, _ in ranked), tuple(float(c) for _, c in ranked)
-    )
+    return Support(tuple(taxa), tuple(t for t, _ in ranked), tuple(float(c) for _, c in ranked))
+
+
+def golden_probabilities(
+    paths: Sequence[str | os.PathLike[str]], taxa: Sequence[str]
+) -> dict[Topology, float]:
+    """Topology posterior probabilities from MrBayes `.trprobs` files (`[&W p]` weights), each
+    file normalised to 1 and then averaged over files (the golden-run replicates)."""
+    if not paths:
+        raise VbpiMixError("no golden-run .trprobs files given")
+    reader = TopologyReader(taxa)
+    average: Counter[Topology] = Counter()
+    for path in paths:
+        counts = reader.read(path)
+        total = sum(counts.values())
+        for topology, weight in counts.items():
+            average[topology] += weight / total / len(paths)
+    return dict(average)

@@ -1,0 +1,197 @@
+"""Topologies, tree files, conversions and support: checked against DendroPy, ete3,
+enumeration and the coverage figures published with the data."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+
+import dendropy
+import ete3
+import numpy as np
+import pytest
+from scipy import stats
+
+from vbpi_mix.bench.datasets import golden_paths, ufboot_paths
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.io.newick import parse_newick
+from vbpi_mix.io.tree_files import read_tree_file, read_tree_strings
+from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.trees.conversions import (
+    to_dendropy,
+    to_ete3,
+    topology_from_dendropy,
+    topology_from_ete3,
+)
+from vbpi_mix.trees.random_tree import random_parents
+from vbpi_mix.trees.support import TopologyReader, build_support, credible_set, golden_probabilities
+from vbpi_mix.trees.topology import (
+    reroot,
+    split_key,
+    topology_from_parents,
+    topology_from_parsed,
+)
+
+TAXA = tuple("abcdef")
+
+
+def topology(newick: str, taxa=TAXA):
+    return topology_from_parsed(parse_newick(newick), taxa, "test")[0]
+
+
+def double_factorial(k: int) -> int:
+    return int(np.prod(np.arange(k, 0, -2))) if k > 0 else 1
+
+
+def test_same_unrooted_tree_written_differently_is_equal():
+    variants = [
+        "((a,b),c,((d,e),f));",
+        "(c,(b,a),(f,(e,d)));",
+        "(((a,b),c),((d,e),f));",  # rooted on the middle edge
+        "(a,(b,(c,((d,e),f))));",  # rooted at a
+        "[&U] ((a:0.1,b:0.2)90:0.3,'c':1,((d,e),f));",
+    ]
+    topologies = {topology(text) for text in variants}
+    assert len(topologies) == 1
+    assert topology("((a,c),b,((d,e),f));") not in topologies
+
+
+def test_splits_newick_round_trip_and_canonical_root():
+    t = topology("((a,b),c,((d,e),f));")
+    full = 0b111111
+    assert len(t.splits()) == 2 * 6 - 3
+    assert {0b000011, 0b011000, 0b000111} <= t.splits()  # {a,b}, {d,e}, {a,b,c}|{d,e,f}
+    assert all(s <= full ^ s for s in t.splits())
+    assert topology(t.newick()) == t
+    assert t.parents[0] == 2 * 6 - 3  # taxon 0 hangs from the root
+
+
+def test_rerooting_changes_the_encoding_not_the_topology():
+    rng = np.random.default_rng(0)
+    parents = random_parents(9, rng)
+    lengths = rng.uniform(0.1, 1.0, len(parents))
+    base = topology_from_parents(parents, tuple("abcdefghi"))
+    for new_root in range(9, 16):
+        p, length = reroot(parents, lengths, new_root)
+        assert topology_from_parents(p, base.taxa) == base
+        assert sorted(length) == sorted(lengths)
+
+
+def test_fast_reader_agrees_with_dendropy_on_ufboot_trees(data_dir):
+    path = data_dir / "DS1" / "ufboot" / "rep_1.ufboot.gz"
+    lines = gzip.open(path, "rt").read().split("\n")[:200]
+    trees = read_tree_file(path)[:200]
+    taxa = sorted(leaf.taxon.label for leaf in trees[0].leaf_node_iter())
+    for line, tree in zip(lines, trees, strict=True):
+        fast = topology_from_parsed(parse_newick(line), taxa, "fast")[0]
+        slow = topology_from_dendropy(tree, taxa)[0]
+        assert fast == slow
+        # DendroPy's own bipartitions, translated to our bitsets, give the same split set
+        full = (1 << len(taxa)) - 1
+        dendropy_splits = {
+            split_key(
+                sum(1 << taxa.index(x.label) for x in b.leafset_taxa(tree.taxon_namespace)), full
+            )
+            for b in tree.encode_bipartitions()
+        }
+        assert fast.splits() == dendropy_splits - {0}  # 0: the root's "split" of all taxa
+
+
+def test_dendropy_and_ete3_round_trips_keep_lengths():
+    newick = "((a:0.1,b:0.2):0.3,c:0.4,((d:0.5,e:0.6):0.7,f:0.8):0.9);"
+    t, lengths = topology_from_parsed(parse_newick(newick), TAXA, "test")
+    for back in (
+        topology_from_dendropy(to_dendropy(t, lengths), TAXA),
+        topology_from_ete3(to_ete3(t, lengths), TAXA),
+    ):
+        assert back[0] == t
+        np.testing.assert_allclose(back[1], lengths)
+    assert isinstance(to_ete3(t), ete3.Tree)
+    assert isinstance(to_dendropy(t), dendropy.Tree)
+    assert sorted(lengths) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+
+
+def test_taxa_mismatch_and_polytomy_errors():
+    with pytest.raises(VbpiMixError, match="missing from the tree: f; not in the alignment: g"):
+        topology("((a,b),c,((d,e),g));")
+    with pytest.raises(VbpiMixError, match="polytomy"):
+        topology("((a,b,c),d,(e,f));")
+    with pytest.raises(VbpiMixError, match="unbalanced|incomplete"):
+        parse_newick("((a,b),c")
+
+
+NEXUS = """#NEXUS
+begin trees;
+   translate
+    1 a,
+    2 b,
+    3 'c',
+    4 d,
+    5 e,
+    6 f;
+   tree tree_1 [p = 0.6, P = 0.6] = [&W 0.6] ((1,2),3,((4,5),6));
+   tree tree_2 [p = 0.3, P = 0.9] = [&W 0.3] ((1,3),2,((4,5),6));
+   tree tree_3 [p = 0.1, P = 1.0] = [&W 0.1] ((1,2),3,((4,6),5));
+end;
+"""
+
+
+def test_trprobs_weights_translate_and_credible_set(tmp_path):
+    path = tmp_path / "run.trprobs"
+    path.write_text(NEXUS)
+    counts = TopologyReader(TAXA).read(path)
+    assert sorted(counts.values()) == pytest.approx([0.1, 0.3, 0.6])
+    assert counts[topology("((a,b),c,((d,e),f));")] == pytest.approx(0.6)
+    assert len(credible_set(counts, 0.95)) == 3
+    assert len(credible_set(counts, 0.9)) == 2
+    assert len(credible_set(counts, 0.5)) == 1
+    assert len(credible_set(counts, 1.0)) == 3
+
+
+def test_mrbayes_t_file_burnin(tmp_path):
+    trees = "\n".join(
+        f"   tree gen.{i} = [&U] ((1:0.1,2:0.1):0.1,3:0.1,((4:0.1,5:0.1):0.1,6:0.1):0.1);"
+        for i in range(8)
+    )
+    path = tmp_path / "run.t"
+    path.write_text(NEXUS.split("   tree tree_1")[0] + trees + "\nend;\n")
+    assert sum(read_tree_strings(path).weights.values()) == 8
+    assert sum(read_tree_strings(path, burnin=0.25).weights.values()) == 6
+    assert sum(read_tree_strings(path, burnin=3).weights.values()) == 5
+    with pytest.raises(VbpiMixError, match="removes all 8 trees"):
+        read_tree_strings(path, burnin=8)
+
+
+def test_support_is_union_of_credible_sets_with_summed_counts(tmp_path):
+    first, second = tmp_path / "rep_1.nwk", tmp_path / "rep_2.nwk"
+    first.write_text("((a,b),c,((d,e),f));\n" * 19 + "((a,c),b,((d,e),f));\n")
+    second.write_text("(c,(b,a),(f,(e,d)));\n" * 10 + "((a,c),b,((d,e),f));\n" * 10)
+    support = build_support([first, second], TAXA, credible=0.95, progress=False)
+    assert support.counts == (29.0, 10.0)  # the 1-in-20 tree of rep 1 is outside its 95% set
+    support_all = build_support([first, second], TAXA, credible=1.0, progress=False)
+    assert support_all.counts == (29.0, 11.0)
+
+
+def test_random_topologies_are_uniform():
+    rng = np.random.default_rng(1)
+    taxa = tuple("abcde")
+    draws = Counter(topology_from_parents(random_parents(5, rng), taxa) for _ in range(6000))
+    n_topologies = double_factorial(2 * 5 - 5)
+    assert len(draws) == n_topologies == 15
+    assert stats.chisquare(list(draws.values())).pvalue > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("dataset", "coverage"),
+    [("DS1", 0.996), ("DS2", 1.0), ("DS3", 0.9999), ("DS4", 0.952)],
+)
+def test_support_covers_golden_mass_as_published(data_dir, dataset, coverage):
+    """Coverage of the golden posterior by the UFBoot support, as stated in the data README
+    (DS1 99.6%, DS2 100%, DS3 99.99%, DS4 95.2%)."""
+    taxa = load_alignment(data_dir / dataset / f"{dataset}.fasta").taxa
+    support = build_support(ufboot_paths(data_dir, dataset), taxa, progress=False)
+    golden = golden_probabilities(golden_paths(data_dir, dataset), taxa)
+    assert sum(golden.values()) == pytest.approx(1.0, abs=1e-6)
+    in_support = set(support.topologies)
+    covered = sum(p for t, p in golden.items() if t in in_support)
+    assert covered == pytest.approx(coverage, abs=0.001)  # README prints 3-4 digits
