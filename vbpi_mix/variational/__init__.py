@@ -1,0 +1,1 @@
+"""Variational families: the SBN over topologies, the branch-length model, their mixture."""
