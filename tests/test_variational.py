@@ -1,0 +1,204 @@
+"""SBN, branch-length model, priors and golden KL, checked by exact enumeration, sampling
+frequencies, torch.distributions and closed forms."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from vbpi_mix.inference.golden import kl_from_golden
+from vbpi_mix.io.newick import parse_newick
+from vbpi_mix.phylo.priors import log_branch_prior, log_topology_prior
+from vbpi_mix.trees.random_tree import all_parents
+from vbpi_mix.trees.subsplits import build_subsplit_index
+from vbpi_mix.trees.topology import reroot, topology_from_parents, topology_from_parsed
+from vbpi_mix.variational.branch_lengths import MEAN_SHIFT, BranchLengthModel, edge_features
+from vbpi_mix.variational.sbn import SBN
+
+TAXA = tuple("abcdefgh")
+
+
+def enumerated(n_taxa: int) -> np.ndarray:
+    return np.stack(list(all_parents(n_taxa)))
+
+
+def full_support_sbn(n_taxa: int, components: int = 2, seed: int = 0, init="uniform") -> SBN:
+    parents = enumerated(n_taxa)
+    index = build_subsplit_index(parents, np.ones(len(parents)), n_taxa)
+    generator = torch.Generator().manual_seed(seed)
+    return SBN(index, components, init=init, perturbation=1.0, generator=generator)
+
+
+@pytest.mark.parametrize("n_taxa", [5, 6])
+def test_probabilities_over_all_unrooted_topologies_sum_to_one(n_taxa):
+    sbn = full_support_sbn(n_taxa, components=3)
+    log_q = sbn.log_prob(enumerated(n_taxa))
+    assert log_q.shape == (3, math.prod(range(1, 2 * n_taxa - 4, 2)))
+    torch.testing.assert_close(
+        log_q.exp().sum(dim=1), torch.ones(3, dtype=torch.float64), atol=1e-10, rtol=0
+    )
+
+
+@pytest.mark.parametrize("n_taxa", [5, 6])
+def test_sampling_frequencies_match_probabilities(n_taxa):
+    sbn = full_support_sbn(n_taxa, components=2, seed=3)
+    parents = enumerated(n_taxa)
+    topologies = [topology_from_parents(p, TAXA[:n_taxa]) for p in parents]
+    probabilities = sbn.log_prob(parents)[1].exp().detach().numpy()
+    draws = sbn.sample(np.ones(100_000, dtype=np.int64), torch.Generator().manual_seed(4))
+    counts = Counter(topology_from_parents(p, TAXA[:n_taxa]) for p in draws)
+    observed = np.array([counts[t] for t in topologies])
+    assert observed.sum() == 100_000
+    # chi-square against the exact probabilities; a wrong sampler fails with p ~ 0
+    assert stats.chisquare(observed, probabilities * 100_000).pvalue > 1e-3
+
+
+def test_log_prob_of_sample_equals_log_prob_of_its_newick():
+    sbn = full_support_sbn(6, components=1, seed=5)
+    sampled = sbn.sample(np.zeros(20, dtype=np.int64), torch.Generator().manual_seed(6))
+    reread = []
+    for parents in sampled:
+        newick = topology_from_parents(parents, TAXA[:6]).newick()
+        reread.append(topology_from_parsed(parse_newick(newick), TAXA[:6], "x")[0].parents)
+    torch.testing.assert_close(sbn.log_prob(sampled), sbn.log_prob(np.stack(reread)))
+
+
+def test_log_prob_is_invariant_to_the_encoding_root():
+    sbn = full_support_sbn(6, components=2, seed=7)
+    parents = enumerated(6)[17]
+    rerooted = [reroot(parents, np.ones(9), node)[0] for node in range(6, 10)]
+    values = sbn.log_prob(np.stack(rerooted))
+    torch.testing.assert_close(values, values[:, :1].expand_as(values))
+
+
+def test_gradients_reach_every_parameter():
+    sbn = full_support_sbn(5, components=2)
+    log_q = sbn.log_prob(enumerated(5))
+    weights = torch.rand(log_q.shape, generator=torch.Generator().manual_seed(9), dtype=log_q.dtype)
+    (weights * log_q).sum().backward()
+    assert (sbn.root_logits.grad != 0).all()
+    # an entry that is its parent's only child has probability 1 whatever its logit
+    siblings = np.bincount(sbn.index.entry_parent)[sbn.index.entry_parent]
+    assert (sbn.entry_logits.grad[:, siblings > 1] != 0).all()
+    assert (sbn.entry_logits.grad[:, siblings == 1] == 0).all()
+
+
+def test_outside_the_support_is_minus_infinity():
+    parents = enumerated(6)
+    index = build_subsplit_index(parents[:3], np.ones(3), 6)
+    sbn = SBN(index)
+    log_q = sbn.log_prob(parents)[0]
+    assert torch.isneginf(log_q).any() and torch.isfinite(log_q[:3]).all()
+    assert float(log_q.detach().exp().sum()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_counts_initialisation_of_a_single_topology_support_is_certain():
+    parents = enumerated(6)[40:41]
+    sbn = SBN(build_subsplit_index(parents, np.array([7.0]), 6), init="counts")
+    assert float(sbn.log_prob(parents)[0, 0]) == pytest.approx(0.0, abs=1e-12)
+
+
+# --- branch lengths -----------------------------------------------------------------------
+
+
+def branch_setup(features: str, seed: int = 0):
+    parents = enumerated(6)
+    index = build_subsplit_index(parents, np.ones(len(parents)), 6)
+    model = BranchLengthModel(
+        index, 2, features, perturbation=0.5, generator=torch.Generator().manual_seed(seed)
+    )
+    sbn = SBN(index, 2)
+    return parents[:12], sbn, model
+
+
+def test_split_features_equal_torch_lognormal():
+    parents, sbn, model = branch_setup("split")
+    edges = edge_features(sbn.tables(parents), parents)
+    lengths = model.rsample(
+        edges, np.zeros(len(parents), dtype=np.int64), torch.Generator().manual_seed(1)
+    )
+    ids = edges.splits
+    for a in range(2):
+        mean = MEAN_SHIFT + model.split_mean[a, ids]
+        std = model.split_log_std[a, ids].exp()
+        expected = torch.distributions.LogNormal(mean, std).log_prob(lengths).sum(-1)
+        torch.testing.assert_close(model.log_prob(edges, lengths)[a], expected)
+
+
+def test_psp_gradients_reach_every_used_embedding():
+    parents, sbn, model = branch_setup("psp")
+    edges = edge_features(sbn.tables(parents), parents)
+    lengths = model.rsample(edges, np.arange(len(parents)) % 2, torch.Generator().manual_seed(2))
+    (model.log_prob(edges, lengths).sum() + lengths.sum()).backward()
+    used_psp = torch.unique(edges.psp[edges.psp >= 0])
+    assert (model.psp_mean.grad[:, used_psp] != 0).all()
+    assert (model.psp_log_std.grad[:, used_psp] != 0).all()
+    assert (model.split_mean.grad[:, torch.unique(edges.splits)] != 0).all()
+    assert (edges.psp[..., 1] >= 0).all()  # the upper side is always an internal node
+    assert ((edges.psp[..., 0] >= 0) == (torch.arange(9) >= 6)).all()  # tips have no lower PSP
+
+
+def test_psp_features_do_not_depend_on_the_encoding_root():
+    parents, sbn, _ = branch_setup("psp")
+    tree = parents[5]
+    lengths = np.arange(1.0, 10.0)
+    reference = None
+    for node in range(6, 10):
+        p, length = reroot(tree, lengths, node)
+        edges = edge_features(sbn.tables(p[None]), p[None])
+        by_length = {  # branch lengths travel with their edges, so they label edges
+            float(length[e]): (int(edges.splits[0, e]), frozenset(edges.psp[0, e].tolist()))
+            for e in range(9)
+        }
+        reference = reference or by_length
+        assert by_length == reference
+
+
+def test_reparameterised_samples_have_the_model_moments():
+    parents, sbn, model = branch_setup("psp")
+    edges = edge_features(sbn.tables(parents[:1]), parents[:1])
+    many = edge_features(
+        sbn.tables(np.repeat(parents[:1], 20000, 0)), np.repeat(parents[:1], 20000, 0)
+    )
+    log_b = model.rsample(
+        many, np.ones(20000, dtype=np.int64), torch.Generator().manual_seed(3)
+    ).log()
+    mean, log_std = model.mean_and_log_std(edges)
+    standard_error = log_std[1, 0].exp() / math.sqrt(20000)
+    assert ((log_b.mean(0) - mean[1, 0]).abs() < 5 * standard_error).all()
+
+
+# --- priors and KL ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_taxa", [4, 5, 6, 7])
+def test_topology_prior_is_one_over_the_number_of_topologies(n_taxa):
+    assert log_topology_prior(n_taxa) == pytest.approx(
+        -math.log(sum(1 for _ in all_parents(n_taxa)))
+    )
+
+
+def test_branch_prior_is_exponential():
+    b = torch.tensor([[0.01, 0.2, 1.5], [0.3, 0.3, 0.0]], dtype=torch.float64)
+    expected = torch.distributions.Exponential(10.0).log_prob(b).sum(-1)
+    torch.testing.assert_close(log_branch_prior(b), expected)
+    torch.testing.assert_close(
+        log_branch_prior(b, rate=2.0), torch.distributions.Exponential(2.0).log_prob(b).sum(-1)
+    )
+
+
+def test_kl_from_golden_against_closed_forms():
+    sbn = full_support_sbn(5, components=2, seed=8)
+    parents = enumerated(5)
+    topologies = [topology_from_parents(p, TAXA[:5]) for p in parents]
+    log_q = torch.logsumexp(sbn.log_prob(parents), 0) - math.log(2)
+    golden_q = {t: float(p) for t, p in zip(topologies, log_q.exp(), strict=True)}
+    assert kl_from_golden(sbn, golden_q).kl == pytest.approx(0.0, abs=1e-10)
+    delta = kl_from_golden(sbn, {topologies[3]: 1.0})
+    assert delta.kl == pytest.approx(-float(log_q[3]))
+    assert delta.missing_mass == 0.0

@@ -1,0 +1,1 @@
+"""Estimators, training and evaluation."""

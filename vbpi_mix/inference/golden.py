@@ -1,0 +1,40 @@
+"""KL(golden || q) over topologies, against MrBayes golden-run probabilities (METHOD.md 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vbpi_mix.trees.topology import Topology
+from vbpi_mix.variational.sbn import SBN
+
+
+@dataclass(frozen=True)
+class GoldenKL:
+    """KL over the golden topologies that q can reach (golden renormalised to them), the
+    golden mass q cannot reach (probability 0 under q), and the plain KL (inf if any)."""
+
+    kl_covered: float
+    missing_mass: float
+    kl: float
+
+
+def kl_from_golden(sbn: SBN, golden: dict[Topology, float], chunk: int = 2048) -> GoldenKL:
+    """KL(p_g || q) with q(tau) = (1/A) sum_a q_a(tau), computed in batches."""
+    topologies = list(golden)
+    p = np.array([golden[t] for t in topologies])
+    log_q = []
+    with torch.no_grad():
+        for start in range(0, len(topologies), chunk):
+            parents = np.stack([t.parents for t in topologies[start : start + chunk]])
+            per_component = sbn.log_prob(parents)
+            log_q.append(torch.logsumexp(per_component, 0) - np.log(sbn.n_components))
+    log_q = torch.cat(log_q).numpy()
+    covered = np.isfinite(log_q)
+    missing = float(p[~covered].sum())
+    p_covered = p[covered] / p[covered].sum()
+    kl_covered = float(np.sum(p_covered * (np.log(p_covered) - log_q[covered])))
+    kl = float(np.sum(p * (np.log(p) - log_q))) if missing == 0 else float("inf")
+    return GoldenKL(kl_covered, missing, kl)

@@ -1,0 +1,116 @@
+"""Diagonal log-normal branch-length model with split or PSP features (Zhang & Matsen 2019),
+stacked over A mixture components.
+
+For edge e of a topology, with features F(e) (its split, and with PSP also the subsplit of
+each side next to e, keyed by (side, subsplit) as the root-case SBN entry):
+
+    mu_e = -2 + sum_{f in F(e)} m[f],      log sigma_e = sum_{f in F(e)} s[f]
+    log b_e = mu_e + sigma_e eps_e,  eps_e ~ N(0, 1)
+    log q(b | tau) = sum_e [ log N(log b_e; mu_e, sigma_e) - log b_e ]
+
+Features do not depend on where the tree's encoding is rooted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
+
+BranchFeatures = Literal["split", "psp"]
+MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start
+
+
+@dataclass(frozen=True)
+class EdgeFeatures:
+    """Feature indices per edge: `splits [B, E]` (root-split ids) and `psp [B, E, 2]`
+    (entry ids of the lower and upper side's subsplit; -1 where there is none)."""
+
+    splits: torch.Tensor
+    psp: torch.Tensor
+
+
+def edge_features(tables: TopologyTables, parents: np.ndarray) -> EdgeFeatures:
+    """Features of every edge of a batch from its scoring tables and parent arrays."""
+    parents = np.asarray(parents, dtype=np.int64).reshape(tables.root_ids.shape)
+    n_trees, n_edges = parents.shape
+    n_taxa = (n_edges + 3) // 2
+    batch = np.arange(n_trees)[:, None]
+    edge = np.arange(n_edges)[None, :]
+    # Rooting at edge e puts the root-case entry of both its end nodes into the table.
+    lower = np.where(
+        edge >= n_taxa, tables.entry_ids[batch, edge, np.clip(edge - n_taxa, 0, None)], -1
+    )
+    upper = tables.entry_ids[batch, edge, parents - n_taxa]
+    return EdgeFeatures(
+        torch.as_tensor(tables.root_ids), torch.as_tensor(np.stack([lower, upper], axis=-1))
+    )
+
+
+def _gather(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """table `[A, K]` at ids (any shape, -1 reads 0): `[A, *ids.shape]`."""
+    padded = torch.cat([table, table.new_zeros(table.shape[0], 1)], dim=-1)
+    return padded[:, ids]
+
+
+class BranchLengthModel(nn.Module):
+    """Log-normal branch lengths given the topology; `rsample` is reparameterised."""
+
+    def __init__(
+        self,
+        index: SubsplitIndex,
+        n_components: int = 1,
+        features: BranchFeatures = "psp",
+        perturbation: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if features not in ("split", "psp"):
+            raise ValueError(f"unknown branch features {features!r}")
+        self.features = features
+
+        def parameter(size: int) -> nn.Parameter:
+            noise = torch.randn(n_components, size, generator=generator, dtype=torch.float64)
+            return nn.Parameter(perturbation * noise)
+
+        self.split_mean = parameter(index.root_splits.size)
+        self.split_log_std = parameter(index.root_splits.size)
+        if features == "psp":
+            self.psp_mean = parameter(index.n_entries)
+            self.psp_log_std = parameter(index.n_entries)
+
+    def mean_and_log_std(self, edges: EdgeFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu and log sigma `[A, B, E]` of every edge under every component."""
+        mean = MEAN_SHIFT + _gather(self.split_mean, edges.splits)
+        log_std = _gather(self.split_log_std, edges.splits)
+        if self.features == "psp":
+            mean = mean + _gather(self.psp_mean, edges.psp).sum(dim=-1)
+            log_std = log_std + _gather(self.psp_log_std, edges.psp).sum(dim=-1)
+        return mean, log_std
+
+    def rsample(
+        self,
+        edges: EdgeFeatures,
+        components: np.ndarray,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Branch lengths `[B, E]`, tree b drawn from component `components[b]`."""
+        mean, log_std = self.mean_and_log_std(edges)
+        rows = torch.as_tensor(np.asarray(components, dtype=np.int64))
+        batch = torch.arange(rows.numel())
+        mean, log_std = mean[rows, batch], log_std[rows, batch]
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return torch.exp(mean + log_std.exp() * noise)
+
+    def log_prob(self, edges: EdgeFeatures, branch_lengths: torch.Tensor) -> torch.Tensor:
+        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]`, Jacobian of exp included."""
+        mean, log_std = self.mean_and_log_std(edges)
+        log_b = branch_lengths.log()
+        standard = (log_b - mean) / log_std.exp()
+        per_edge = -0.5 * standard**2 - log_std - 0.5 * np.log(2 * np.pi) - log_b
+        return per_edge.sum(dim=-1)
