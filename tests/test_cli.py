@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,10 @@ import pytest
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE
 from vbpi_mix.cli import main
+from vbpi_mix.io.tree_files import read_tree_file
+from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.trees.conversions import topology_from_dendropy
+from vbpi_mix.trees.support import build_support
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -104,3 +110,36 @@ def test_bad_option_value_and_help():
         "--json",
     ):
         assert option in help_text
+
+
+@pytest.mark.skipif(shutil.which("iqtree2") is None, reason="IQ-TREE (iqtree2) not installed")
+def test_support_runs_iqtree_and_finds_the_true_topology(tmp_path):
+    result = run_cli(
+        "support", str(EXAMPLE_FASTA), "-o", str(tmp_path), "--replicates", "2",
+        "--bootstrap", "1000", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    paths = sorted(tmp_path.glob("rep_*.ufboot.gz"))
+    assert [p.name for p in paths] == ["rep_1.ufboot.gz", "rep_2.ufboot.gz"]
+    taxa = load_alignment(EXAMPLE_FASTA).taxa
+    support = build_support(paths, taxa, progress=False)
+    truth = topology_from_dendropy(read_tree_file(EXAMPLE_TREE)[0], taxa)[0]
+    assert support.topologies[0] == truth  # the simulation's tree is the most frequent
+    assert sum(support.counts) >= 0.95 * 2000
+
+
+def test_support_without_iqtree_says_how_to_install(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "PATH"}
+    env["PATH"] = str(tmp_path)  # no iqtree2 here
+    result = subprocess.run(
+        [sys.executable, "-m", "vbpi_mix.cli", "support", str(EXAMPLE_FASTA), "-o", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "apt-get install iqtree" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("rep_*"))
+
+
+def test_support_rejects_too_few_bootstrap_trees(tmp_path):
+    result = run_cli("support", str(EXAMPLE_FASTA), "-o", str(tmp_path), "--bootstrap", "500")
+    assert result.returncode == 2 and "at least 1000" in result.stderr
