@@ -18,6 +18,7 @@ import numpy as np
 from numba import prange
 
 TINY = np.finfo(np.float64).tiny
+PATTERN_BLOCK = 256  # 2 children x 4 states x 256 patterns x 8 bytes = 16 KiB, inside L1
 # Reassociation and contraction let the pattern loops vectorise; no-NaN/no-inf assumptions are
 # left out, so a zero site likelihood still gives -inf rather than undefined behaviour.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -43,24 +44,27 @@ def _message(matrix, partial, out):
 
 @_jit
 def _product_of_messages(matrix1, partial1, matrix2, partial2, out):
-    """out = (matrix1 partial1) * (matrix2 partial2), per category, fused."""
+    """out = (matrix1 partial1) * (matrix2 partial2), per category, fused; patterns in blocks
+    of PATTERN_BLOCK so that the children's block stays in L1 across the four states."""
     n_categories, _, n_patterns = partial1.shape
-    for c in range(n_categories):
-        for i in range(4):
-            a0, a1, a2, a3 = matrix1[c, i, 0], matrix1[c, i, 1], matrix1[c, i, 2], matrix1[c, i, 3]
-            b0, b1, b2, b3 = matrix2[c, i, 0], matrix2[c, i, 1], matrix2[c, i, 2], matrix2[c, i, 3]
-            for p in range(n_patterns):
-                out[c, i, p] = (
-                    a0 * partial1[c, 0, p]
-                    + a1 * partial1[c, 1, p]
-                    + a2 * partial1[c, 2, p]
-                    + a3 * partial1[c, 3, p]
-                ) * (
-                    b0 * partial2[c, 0, p]
-                    + b1 * partial2[c, 1, p]
-                    + b2 * partial2[c, 2, p]
-                    + b3 * partial2[c, 3, p]
-                )
+    for start in range(0, n_patterns, PATTERN_BLOCK):
+        stop = min(start + PATTERN_BLOCK, n_patterns)
+        for c in range(n_categories):
+            for i in range(4):
+                a0, a1, a2, a3 = matrix1[c, i, 0], matrix1[c, i, 1], matrix1[c, i, 2], matrix1[c, i, 3]
+                b0, b1, b2, b3 = matrix2[c, i, 0], matrix2[c, i, 1], matrix2[c, i, 2], matrix2[c, i, 3]
+                for p in range(start, stop):
+                    out[c, i, p] = (
+                        a0 * partial1[c, 0, p]
+                        + a1 * partial1[c, 1, p]
+                        + a2 * partial1[c, 2, p]
+                        + a3 * partial1[c, 3, p]
+                    ) * (
+                        b0 * partial2[c, 0, p]
+                        + b1 * partial2[c, 1, p]
+                        + b2 * partial2[c, 2, p]
+                        + b3 * partial2[c, 3, p]
+                    )
 
 
 @_jit
