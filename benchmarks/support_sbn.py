@@ -57,8 +57,8 @@ def main() -> None:
         components = np.zeros(args.particles, dtype=np.int64)
         sbn.sample(components[:10], generator)  # warm-up
         sample, sample_s = timed(sbn.sample, components, generator)
-        _, score_s = timed(sbn.log_prob, sample)
-        _, mixture_s = timed(mixture.log_prob, sample)
+        _, score_s = timed(sbn.log_prob, sample.parents)
+        _, mixture_s = timed(mixture.log_prob, sample.parents)
         trees = 10000 * len(paths)
         print(f"| {name} | {trees} | {len(support)} | {support_s:.2f} | {index_s:.2f} | "
               f"{index.root_splits.size} | {index.n_entries} | {sample_s:.3f} | {score_s:.3f} "

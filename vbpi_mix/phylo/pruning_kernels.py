@@ -51,8 +51,18 @@ def _product_of_messages(matrix1, partial1, matrix2, partial2, out):
         stop = min(start + PATTERN_BLOCK, n_patterns)
         for c in range(n_categories):
             for i in range(4):
-                a0, a1, a2, a3 = matrix1[c, i, 0], matrix1[c, i, 1], matrix1[c, i, 2], matrix1[c, i, 3]
-                b0, b1, b2, b3 = matrix2[c, i, 0], matrix2[c, i, 1], matrix2[c, i, 2], matrix2[c, i, 3]
+                a0, a1, a2, a3 = (
+                    matrix1[c, i, 0],
+                    matrix1[c, i, 1],
+                    matrix1[c, i, 2],
+                    matrix1[c, i, 3],
+                )
+                b0, b1, b2, b3 = (
+                    matrix2[c, i, 0],
+                    matrix2[c, i, 1],
+                    matrix2[c, i, 2],
+                    matrix2[c, i, 3],
+                )
                 for p in range(start, stop):
                     out[c, i, p] = (
                         a0 * partial1[c, 0, p]

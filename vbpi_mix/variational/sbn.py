@@ -12,7 +12,7 @@ over rootings for the whole batch and every component.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +21,13 @@ from torch import nn
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, full_set, topology_tables
 
 SBNInit = Literal["uniform", "counts"]
+
+
+class SampledTopologies(NamedTuple):
+    """Sampled trees as parent arrays `[n, 2N-3]` and their scoring tables."""
+
+    parents: np.ndarray
+    tables: TopologyTables
 
 
 def _with_missing(values: torch.Tensor) -> torch.Tensor:
@@ -88,9 +95,10 @@ class SBN(nn.Module):
     @torch.no_grad()
     def sample(
         self, components: np.ndarray, generator: torch.Generator | None = None
-    ) -> np.ndarray:
-        """One unrooted topology per entry of `components` (component indices `[n]`), as
-        canonical-free parent arrays `[n, 2N-3]` ready for the likelihood kernel.
+    ) -> SampledTopologies:
+        """One unrooted topology per entry of `components` (component indices `[n]`): parent
+        arrays `[n, 2N-3]` ready for the likelihood kernel (not in canonical form) and the
+        tables that score them under every component.
 
         Draw a root split, then split every open clade given its parent subsplit, all
         particles' open clades of one depth together; finally forget the root.
@@ -144,7 +152,8 @@ class SBN(nn.Module):
         root_node = np.where(west_internal, west_id, east_id)
         other = np.where(west_internal, east_id, west_id)
         parents[particle_ids, other] = root_node
-        return _relabel_root(parents, root_node, 2 * n - 3)
+        parents = _relabel_root(parents, root_node, 2 * n - 3)
+        return SampledTopologies(parents, self.tables(parents))
 
 
 def _new_nodes(owner: np.ndarray, clades: np.ndarray, next_id: np.ndarray) -> np.ndarray:
