@@ -1,0 +1,166 @@
+"""A2A / S2A / S2S and VIMCO on an enumerable toy: topologies of 5 taxa under a mixture of
+SBNs, a fixed random target over them, exact expectations by enumeration (Hotti et al. 2024,
+Theorem 4.1; Mnih & Rezende 2016)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.estimators import (
+    A2A,
+    S2A,
+    S2S,
+    LogWeights,
+    component_terms,
+    estimate,
+    k_sample_bound,
+    make_estimator,
+    vimco_baselines,
+)
+from vbpi_mix.trees.random_tree import all_parents
+from vbpi_mix.trees.subsplits import build_subsplit_index
+from vbpi_mix.variational.sbn import SBN
+
+N_TAXA = 5
+PARENTS = np.stack(list(all_parents(N_TAXA)))  # all 15 topologies
+TARGET = torch.as_tensor(np.random.default_rng(0).normal(0.0, 2.0, len(PARENTS)))
+LOG_Z = float(torch.logsumexp(TARGET, 0))
+
+
+def mixture(n_components: int, seed: int = 1) -> SBN:
+    index = build_subsplit_index(PARENTS, np.ones(len(PARENTS)), N_TAXA)
+    return SBN(index, n_components, perturbation=1.0, generator=torch.Generator().manual_seed(seed))
+
+
+def record_for(sbn: SBN, drawn, topologies) -> LogWeights:
+    """Particles `topologies [S, K]` (indices into PARENTS) drawn by components `drawn [S]`."""
+    topologies = torch.as_tensor(np.asarray(topologies))
+    log_q = sbn.log_prob(PARENTS).T  # [15, A], differentiable
+    return LogWeights(
+        drawn=np.asarray(drawn),
+        log_target=TARGET[topologies],
+        log_q_topology=log_q[topologies],
+        log_q_branches=torch.zeros(*topologies.shape, sbn.n_components, dtype=torch.float64),
+    )
+
+
+def test_s2a_averaged_over_all_subsets_equals_a2a():
+    sbn, n_components, k = mixture(4), 4, 3
+    particles = np.random.default_rng(2).integers(0, 15, (n_components, k))
+    full = record_for(sbn, np.arange(n_components), particles)
+    a2a = estimate(A2A(n_components), full).bound
+    for subset_size in (1, 2, 3):
+        values = []
+        for subset in itertools.combinations(range(n_components), subset_size):
+            rows = list(subset)
+            values.append(
+                estimate(
+                    S2A(n_components, subset_size), record_for(sbn, rows, particles[rows])
+                ).bound
+            )
+        assert float(torch.stack(values).mean()) == pytest.approx(float(a2a), abs=1e-12)
+
+
+def test_s2s_with_every_component_is_a2a():
+    sbn = mixture(3)
+    full = record_for(sbn, np.arange(3), np.random.default_rng(3).integers(0, 15, (3, 4)))
+    assert float(estimate(S2S(3, 3), full).bound) == pytest.approx(
+        float(estimate(A2A(3), full).bound), abs=1e-14
+    )
+
+
+def exact_expected_bound(sbn, estimator_for, k):
+    """E over subsets and particles of the estimator's bound, by enumeration (S = 1)."""
+    n_components = sbn.n_components
+    q = sbn.log_prob(PARENTS).detach().exp()  # [A, 15]
+    total = 0.0
+    for a in range(n_components):
+        for particles in itertools.product(range(15), repeat=k):
+            probability = float(torch.prod(q[a, list(particles)]))
+            estimator = estimator_for(n_components)
+            bound = k_sample_bound(estimator.log_weights(record_for(sbn, [a], [particles])))
+            total += probability * float(bound[0].detach()) / n_components
+    return total
+
+
+def test_expected_bounds_are_ordered_s2s_a2a_log_z():
+    sbn = mixture(3, seed=4)
+    a2a = exact_expected_bound(sbn, lambda a: A2A(a), k=1)
+    s2s = exact_expected_bound(sbn, lambda a: S2S(a, 1), k=1)
+    s2a = exact_expected_bound(sbn, lambda a: S2A(a, 1), k=1)
+    assert s2a == pytest.approx(a2a, abs=1e-12)  # unbiased for the A2A objective
+    assert s2s < a2a < LOG_Z
+    a2a_two = exact_expected_bound(sbn, lambda a: A2A(a), k=2)
+    assert a2a < a2a_two < LOG_Z  # more particles, tighter bound
+
+
+@pytest.mark.parametrize(("n_components", "estimator"), [(1, "a2a"), (2, "a2a"), (3, "s2a")])
+def test_vimco_gradient_is_unbiased_for_the_k_sample_bound(n_components, estimator):
+    """E[grad surrogate] over all particle pairs equals grad of the exactly enumerated bound."""
+    sbn, k = mixture(n_components, seed=5), 2
+    pairs = list(itertools.product(range(15), repeat=k))
+    log_q_all = sbn.log_prob(PARENTS)  # [A, 15]
+    log_mix = torch.logsumexp(log_q_all, 0) - math.log(n_components)
+    exact = 0.0
+    expected_surrogate = 0.0
+    for a in range(n_components):
+        index = torch.as_tensor(pairs)  # [225, 2]
+        probability = log_q_all[a, index].sum(-1).exp()  # q_a(t1) q_a(t2)
+        log_w = TARGET[index] - log_mix[index]
+        exact = (
+            exact + (probability * (torch.logsumexp(log_w, -1) - math.log(k))).sum() / n_components
+        )
+        rows = make_estimator(estimator, n_components, 1 if estimator == "s2a" else None)
+        _, surrogate = component_terms(rows, record_for(sbn, [a] * len(pairs), pairs))
+        expected_surrogate = (
+            expected_surrogate + (probability.detach() * surrogate).sum() / n_components
+        )
+    exact_gradient = torch.autograd.grad(exact, [sbn.root_logits, sbn.entry_logits])
+    estimated_gradient = torch.autograd.grad(
+        expected_surrogate, [sbn.root_logits, sbn.entry_logits]
+    )
+    for want, got in zip(exact_gradient, estimated_gradient, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_one_particle_one_component_is_the_elbo():
+    sbn = mixture(1)
+    record = record_for(sbn, [0], [[7]])
+    value = estimate(A2A(1), record, gradient="rws").bound
+    expected = TARGET[7] - sbn.log_prob(PARENTS)[0, 7]
+    assert float(value) == pytest.approx(float(expected), abs=1e-14)
+
+
+def test_vimco_baselines_replace_one_weight_by_the_others_mean():
+    log_w = torch.tensor([[0.0, 1.0, 3.0]], dtype=torch.float64)
+    baselines = vimco_baselines(log_w)
+    expected = torch.logsumexp(torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64), 0) - math.log(3)
+    assert float(baselines[0, 0]) == pytest.approx(float(expected))
+    with pytest.raises(VbpiMixError, match="at least 2 particles"):
+        vimco_baselines(torch.zeros(1, 1))
+
+
+def test_invalid_configurations_name_the_fix():
+    with pytest.raises(VbpiMixError, match="between 1 and --components"):
+        make_estimator("s2a", 3, 4)
+    with pytest.raises(VbpiMixError, match="use --estimator a2a"):
+        make_estimator("s2s", 3, 3)
+    with pytest.raises(VbpiMixError, match="drop --subset"):
+        make_estimator("a2a", 3, 2)
+
+
+def test_s2a_draws_uniform_subsets():
+    estimator, generator = S2A(4, 2), torch.Generator().manual_seed(6)
+    counts = np.zeros(4)
+    for _ in range(4000):
+        drawn = estimator.draw(generator)
+        assert len(set(drawn.tolist())) == 2
+        counts[drawn] += 1
+    # each component is drawn with probability S/A = 1/2: binomial sd sqrt(4000/4) ~ 32
+    assert np.abs(counts - 2000).max() < 5 * 32

@@ -1,0 +1,170 @@
+"""Multiple-importance-sampling estimators for mixtures: A2A, S2A, S2S (Hotti et al. 2024),
+with VIMCO (Mnih & Rezende 2016) or RWS gradients for the topology part.
+
+A shared step draws K particles from each of the chosen components and returns a `LogWeights`
+record; each estimator is a few lines on that record. Weights against a density r:
+log w = beta log p(y | tau, b) + log p(tau) + log p(b) - log r(tau, b).
+
+    A2A: all A components draw, r = (1/A) sum_a q_a          L = (1/A) sum_a log mean_k w_ak
+    S2A: a uniform subset I of S draws, r = (1/A) sum_a q_a  L = (1/S) sum_{s in I} log mean_k w_sk
+    S2S: as S2A, r = (1/S) sum_{j in I} q_j                  (a looser bound, cost free of A)
+
+The value reported is the bound itself; `surrogate` is what to differentiate: pathwise for the
+branch lengths and the denominators, plus VIMCO's leave-one-out score term (or RWS's
+self-normalised wake term) for the topology parameters of the component that drew each
+particle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from vbpi_mix.errors import VbpiMixError
+
+GradientName = Literal["vimco", "rws"]
+EstimatorName = Literal["a2a", "s2a", "s2s"]
+
+
+@dataclass(frozen=True)
+class LogWeights:
+    """Terms of the log weights of K particles from each of S drawn components.
+
+    drawn `[S]`: the components that drew; log_target `[S, K]`: beta log p(y|tau,b) + log p(tau)
+    + log p(b); log_q_topology, log_q_branches `[S, K, A]`: every particle under every
+    component (topology and branch-length parts; their sum is log q_a(tau, b))."""
+
+    drawn: np.ndarray
+    log_target: torch.Tensor
+    log_q_topology: torch.Tensor
+    log_q_branches: torch.Tensor
+
+    @property
+    def log_q(self) -> torch.Tensor:
+        return self.log_q_topology + self.log_q_branches
+
+    def own_topology_score(self) -> torch.Tensor:
+        """log q_a(tau) `[S, K]` under the component that drew each particle."""
+        rows = torch.as_tensor(self.drawn)
+        return self.log_q_topology[torch.arange(rows.numel()), :, rows]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The bound (a number to report) and the surrogate (a scalar to differentiate)."""
+
+    bound: torch.Tensor
+    surrogate: torch.Tensor
+
+
+class MixtureEstimator:
+    """Base: which components draw, and against which mixture they are weighed."""
+
+    def __init__(self, n_components: int, subset: int | None = None) -> None:
+        self.n_components = n_components
+        self.subset = n_components if subset is None else subset
+        if not 1 <= self.subset <= n_components:
+            raise VbpiMixError(
+                f"--subset must be between 1 and --components ({n_components}); got {self.subset}"
+            )
+
+    def draw(self, generator: torch.Generator | None = None) -> np.ndarray:
+        """The components that draw particles this iteration `[S]`."""
+        return np.arange(self.n_components)
+
+    def log_denominator(self, record: LogWeights) -> torch.Tensor:
+        """log r(tau, b) `[S, K]`: the full mixture density by default."""
+        return torch.logsumexp(record.log_q, dim=-1) - math.log(self.n_components)
+
+    def log_weights(self, record: LogWeights) -> torch.Tensor:
+        return record.log_target - self.log_denominator(record)
+
+
+class A2A(MixtureEstimator):
+    """All to all: every component draws, every density in every denominator (MISELBO)."""
+
+    def __init__(self, n_components: int, subset: int | None = None) -> None:
+        super().__init__(n_components, None)
+
+
+class S2A(MixtureEstimator):
+    """Some to all: S components drawn uniformly without replacement; full-mixture weights.
+    Unbiased for the A2A objective (Hotti et al. 2024, Theorem 4.1)."""
+
+    def draw(self, generator: torch.Generator | None = None) -> np.ndarray:
+        order = torch.randperm(self.n_components, generator=generator)[: self.subset]
+        return np.sort(order.numpy())
+
+
+class S2S(S2A):
+    """Some to some: as S2A, weighed against the mixture of the S drawn components only."""
+
+    def log_denominator(self, record: LogWeights) -> torch.Tensor:
+        drawn = record.log_q[..., torch.as_tensor(record.drawn)]
+        return torch.logsumexp(drawn, dim=-1) - math.log(len(record.drawn))
+
+
+ESTIMATORS: dict[str, type[MixtureEstimator]] = {"a2a": A2A, "s2a": S2A, "s2s": S2S}
+
+
+def make_estimator(name: EstimatorName, n_components: int, subset: int | None) -> MixtureEstimator:
+    """An estimator by name, with the configuration checks the command line reports."""
+    if name not in ESTIMATORS:
+        raise VbpiMixError(f"unknown estimator {name!r}; choose a2a, s2a or s2s")
+    if name == "a2a" and subset not in (None, n_components):
+        raise VbpiMixError("A2A uses every component; drop --subset or choose s2a/s2s")
+    if name == "s2s" and (subset or n_components) == n_components and n_components > 1:
+        raise VbpiMixError("S2S with --subset equal to --components is A2A; use --estimator a2a")
+    return ESTIMATORS[name](n_components, subset)
+
+
+def k_sample_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """log (1/K) sum_k w_k per drawn component `[S]` from log weights `[S, K]`."""
+    return torch.logsumexp(log_weights, dim=-1) - math.log(log_weights.shape[-1])
+
+
+def vimco_baselines(log_weights: torch.Tensor) -> torch.Tensor:
+    """L_hat(-k) `[S, K]`: the K-sample bound with log w_k replaced by the mean of the others."""
+    n = log_weights.shape[-1]
+    if n < 2:
+        raise VbpiMixError("VIMCO needs at least 2 particles; got --particles 1")
+    others_mean = (log_weights.sum(-1, keepdim=True) - log_weights) / (n - 1)
+    replaced = log_weights.unsqueeze(-2).expand(*log_weights.shape, n).clone()  # [S, K, K]
+    index = torch.arange(n)
+    replaced[..., index, index] = others_mean
+    return torch.logsumexp(replaced, dim=-1) - math.log(n)
+
+
+def component_terms(
+    estimator: MixtureEstimator, record: LogWeights, gradient: GradientName = "vimco"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per drawn component `[S]`: its K-sample bound and its surrogate (METHOD.md 4-5)."""
+    log_weights = estimator.log_weights(record)  # [S, K], differentiable
+    per_component = k_sample_bound(log_weights)  # [S]
+    score = record.own_topology_score()  # [S, K]
+    if gradient == "vimco":
+        learning_signal = (per_component[:, None] - vimco_baselines(log_weights)).detach()
+        surrogate = per_component + (learning_signal * score).sum(-1)
+    elif gradient == "rws":
+        # topology parameters: the wake-phase term only; branch lengths: pathwise through a
+        # bound whose denominators hold the topology densities fixed
+        fixed = LogWeights(
+            record.drawn, record.log_target, record.log_q_topology.detach(), record.log_q_branches
+        )
+        normalised = torch.softmax(log_weights.detach(), dim=-1)
+        surrogate = k_sample_bound(estimator.log_weights(fixed)) + (normalised * score).sum(-1)
+    else:
+        raise VbpiMixError(f"unknown objective {gradient!r}; choose vimco or rws")
+    return per_component, surrogate
+
+
+def estimate(
+    estimator: MixtureEstimator, record: LogWeights, gradient: GradientName = "vimco"
+) -> Estimate:
+    """The estimator's bound (mean over drawn components) and the surrogate to maximise."""
+    per_component, surrogate = component_terms(estimator, record, gradient)
+    return Estimate(per_component.mean().detach(), surrogate.mean())
