@@ -44,7 +44,8 @@ def record_for(sbn: SBN, drawn, topologies) -> LogWeights:
     log_q = sbn.log_prob(PARENTS).T  # [15, A], differentiable
     return LogWeights(
         drawn=np.asarray(drawn),
-        log_target=TARGET[topologies],
+        log_likelihood=TARGET[topologies],
+        log_prior=torch.zeros(topologies.shape, dtype=torch.float64),
         log_q_topology=log_q[topologies],
         log_q_branches=torch.zeros(*topologies.shape, sbn.n_components, dtype=torch.float64),
     )

@@ -18,7 +18,7 @@ particle.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -34,18 +34,29 @@ EstimatorName = Literal["a2a", "s2a", "s2s"]
 class LogWeights:
     """Terms of the log weights of K particles from each of S drawn components.
 
-    drawn `[S]`: the components that drew; log_target `[S, K]`: beta log p(y|tau,b) + log p(tau)
-    + log p(b); log_q_topology, log_q_branches `[S, K, A]`: every particle under every
-    component (topology and branch-length parts; their sum is log q_a(tau, b))."""
+    drawn `[S]`: the components that drew; log_likelihood, log_prior `[S, K]`;
+    log_q_topology, log_q_branches `[S, K, A]`: every particle under every component
+    (topology and branch-length parts; their sum is log q_a(tau, b)); inverse_temperature:
+    beta, the likelihood's weight (annealing; 1 for every reported bound)."""
 
     drawn: np.ndarray
-    log_target: torch.Tensor
+    log_likelihood: torch.Tensor
+    log_prior: torch.Tensor
     log_q_topology: torch.Tensor
     log_q_branches: torch.Tensor
+    inverse_temperature: float = 1.0
+
+    @property
+    def log_target(self) -> torch.Tensor:
+        return self.inverse_temperature * self.log_likelihood + self.log_prior
 
     @property
     def log_q(self) -> torch.Tensor:
         return self.log_q_topology + self.log_q_branches
+
+    def untempered(self) -> LogWeights:
+        """The same particles weighed with beta = 1."""
+        return replace(self, inverse_temperature=1.0)
 
     def own_topology_score(self) -> torch.Tensor:
         """log q_a(tau) `[S, K]` under the component that drew each particle."""
@@ -152,9 +163,7 @@ def component_terms(
     elif gradient == "rws":
         # topology parameters: the wake-phase term only; branch lengths: pathwise through a
         # bound whose denominators hold the topology densities fixed
-        fixed = LogWeights(
-            record.drawn, record.log_target, record.log_q_topology.detach(), record.log_q_branches
-        )
+        fixed = replace(record, log_q_topology=record.log_q_topology.detach())
         normalised = torch.softmax(log_weights.detach(), dim=-1)
         surrogate = k_sample_bound(estimator.log_weights(fixed)) + (normalised * score).sum(-1)
     else:
