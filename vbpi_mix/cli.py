@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,13 +14,16 @@ from tqdm import tqdm
 
 from vbpi_mix import __version__
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
+from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import MODEL_NAMES, SubstitutionModel, build_model
 from vbpi_mix.trees.conversions import topology_from_dendropy
-from vbpi_mix.trees.ufboot import run_ufboot
+from vbpi_mix.trees.support import build_support
+from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
 
@@ -71,29 +75,41 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Substitution-model options shared by every command that computes likelihoods."""
     group = parser.add_argument_group("substitution model (parameters fixed, not estimated)")
     group.add_argument(
-        "--model", choices=MODEL_NAMES, default="JC",
+        "--model",
+        choices=MODEL_NAMES,
+        default="JC",
         help="JC (Jukes-Cantor, the benchmark model), K80, HKY or GTR (default: JC)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--kappa", type=_positive_float,
+        "--kappa",
+        type=_positive_float,
         help="transition/transversion rate ratio for K80 and HKY (default: 2)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--freqs", type=_numbers(4, "--freqs"), metavar="A,C,G,T",
+        "--freqs",
+        type=_numbers(4, "--freqs"),
+        metavar="A,C,G,T",
         help="base frequencies for HKY and GTR, normalised to sum 1 (default: equal)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--rates", type=_numbers(6, "--rates"), metavar="AC,AG,AT,CG,CT,GT",
+        "--rates",
+        type=_numbers(6, "--rates"),
+        metavar="AC,AG,AT,CG,CT,GT",
         help="GTR exchangeabilities (default: all 1)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--gamma-categories", "--gamma", type=_positive_int, default=1, metavar="K",
+        "--gamma-categories",
+        "--gamma",
+        type=_positive_int,
+        default=1,
+        metavar="K",
         help="discrete-Gamma rate categories, mean rate per category (default: 1, no Gamma)",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--alpha", type=_positive_float,
+        "--alpha",
+        type=_positive_float,
         help="Gamma shape parameter; required with --gamma-categories above 1",
-    )  # fmt: skip
+    )
 
 
 def model_from_args(args: argparse.Namespace) -> SubstitutionModel:
@@ -170,6 +186,85 @@ def run_support(args: argparse.Namespace) -> int:
     return 0
 
 
+FIT_EXAMPLES = """\
+examples:
+  vbpi-mix fit data/example.fasta --support-dir data/example_support --out runs/example \\
+      --iterations 1500 --lr 0.01 --warmup 500
+  vbpi-mix fit DS1.fasta --support-dir DS1/ufboot --out runs/ds1 --components 5 \\
+      --estimator s2a --subset 1 --particles 10 --iterations 400000
+
+A run folder holds config.json, support.tsv, checkpoint.pt, metrics.jsonl and summary.json;
+running the same command again resumes from the last checkpoint (a larger --iterations
+continues a finished run).
+"""
+
+
+def _support_paths(args: argparse.Namespace) -> list[Path]:
+    if args.support:
+        return [Path(p) for p in args.support]
+    if args.support_dir:
+        folder = Path(args.support_dir)
+        paths = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not paths:
+            raise VbpiMixError(f"{folder}: no support tree files in this folder")
+        return paths
+    find_iqtree()  # a clear error when neither support nor IQ-TREE is available
+    records = read_sequences(args.alignment, args.format)
+    Alignment.from_sequences(records, source=str(args.alignment))
+    return run_ufboot(records, Path(args.out) / "ufboot", progress=not args.quiet)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    alignment = load_alignment(args.alignment, args.format)
+    training = TrainingConfig(
+        iterations=args.iterations,
+        particles=args.particles,
+        estimator=args.estimator,
+        subset=args.subset,
+        objective=args.objective,
+        topology_lr=args.lr,
+        branch_lr=args.lr,
+        warmup=args.warmup,
+        seed=args.seed,
+    )
+    training.validate(args.components)
+    model = ModelConfig(
+        alignment=str(Path(args.alignment).resolve()),
+        components=args.components,
+        branch_features=args.branch_features,
+        init=args.init,
+    )
+    support = build_support(
+        _support_paths(args), alignment.taxa, args.credible, args.burnin, progress=not args.quiet
+    )
+    run = create_run(Path(args.out), model, training, support)
+    run.trainer.run(progress=not args.quiet)
+    summary = summarize(run, args.eval_particles, args.eval_repeats, args.seed)
+    _print_summary(summary, len(support))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    summary = summarize(open_run(Path(args.run_dir)), args.particles, args.repeats, args.seed)
+    _print_summary(summary, None)
+    return 0
+
+
+def _print_summary(summary: dict, support_size: int | None) -> None:
+    if support_size is not None:
+        print(f"support topologies:  {support_size}")
+    print(f"iterations:          {summary['iterations']}")
+    print(f"MAP topology:        {summary['map_topology']}")
+    print(f"MAP probability:     {summary['map_probability']:.4f}")
+    print(
+        f"marginal likelihood: {summary['mll_mean']:.2f} (sd {summary['mll_std']:.2f}, "
+        f"{summary['mll_repeats']} x {summary['mll_particles']} particles)"
+    )
+    print(f"ELBO:                {summary['elbo']:.2f}")
+    if summary["last_bound"] is not None:
+        print(f"last training bound: {summary['last_bound']:.2f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vbpi-mix",
@@ -192,9 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
         "trees", help="Newick or NEXUS tree file, one or many trees with branch lengths (.gz ok)"
     )
     loglik.add_argument(
-        "--format", choices=ALIGNMENT_FORMATS,
+        "--format",
+        choices=ALIGNMENT_FORMATS,
         help="alignment format (default: detected from the content)",
-    )  # fmt: skip
+    )
     add_model_options(loglik)
     loglik.add_argument("--json", action="store_true", help="print a JSON list instead of TSV")
     loglik.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -214,16 +310,142 @@ def build_parser() -> argparse.ArgumentParser:
         "--replicates", type=_positive_int, default=10, help="IQ-TREE runs (default: 10)"
     )
     support.add_argument(
-        "--bootstrap", type=_positive_int, default=10000,
+        "--bootstrap",
+        type=_positive_int,
+        default=10000,
         help="ultrafast bootstrap trees per run, at least 1000 (default: 10000)",
-    )  # fmt: skip
+    )
     support.add_argument("--seed", type=int, default=1, help="seed of run 1; run k uses seed+k-1")
     support.add_argument(
-        "--format", choices=ALIGNMENT_FORMATS,
+        "--format",
+        choices=ALIGNMENT_FORMATS,
         help="alignment format (default: detected from the content)",
-    )  # fmt: skip
+    )
     support.add_argument("--quiet", action="store_true", help="no progress bar")
     support.set_defaults(run=run_support)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit a variational posterior (a mixture of SBNs) to an alignment",
+        description="Fit q(tau, b), a uniform mixture of A SBN x log-normal branch-length "
+        "components, by maximising a K-particle bound with the A2A, S2A or S2S estimator, then "
+        "print the MAP topology, the marginal likelihood estimate and the ELBO. Model: JC69, "
+        "uniform topology prior, Exponential(10) branch lengths.",
+        epilog=FIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (.gz accepted)")
+    source = fit.add_mutually_exclusive_group()
+    source.add_argument(
+        "--support",
+        nargs="+",
+        metavar="TREES",
+        help="support tree files (UFBoot replicates, MrBayes .t, Newick/NEXUS)",
+    )
+    source.add_argument("--support-dir", metavar="DIR", help="folder of support tree files")
+    fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (resumable)")
+    fit.add_argument(
+        "--components",
+        type=_positive_int,
+        default=1,
+        metavar="A",
+        help="mixture components (default: 1, plain VBPI)",
+    )
+    fit.add_argument(
+        "--estimator",
+        choices=("a2a", "s2a", "s2s"),
+        default="a2a",
+        help="a2a: all components draw; s2a/s2s: a random subset draws (default: a2a)",
+    )
+    fit.add_argument(
+        "--subset",
+        type=_positive_int,
+        metavar="S",
+        help="components drawn per iteration for s2a/s2s",
+    )
+    fit.add_argument(
+        "--particles",
+        type=int,
+        default=10,
+        metavar="K",
+        help="particles per drawn component (default: 10)",
+    )
+    fit.add_argument(
+        "--iterations",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="training iterations (default: 10000; the paper protocol uses 400000)",
+    )
+    fit.add_argument(
+        "--objective",
+        choices=("vimco", "rws"),
+        default="vimco",
+        help="topology gradient (default: vimco)",
+    )
+    fit.add_argument(
+        "--branch-features",
+        choices=("psp", "split"),
+        default="psp",
+        help="branch-length features (default: psp)",
+    )
+    fit.add_argument(
+        "--init",
+        choices=("uniform", "counts"),
+        default="uniform",
+        help="SBN start: uniform over the support (VBPI) or its counts (SBN-SA)",
+    )
+    fit.add_argument(
+        "--credible",
+        type=_positive_float,
+        default=0.95,
+        help="credible mass kept per support file (default: 0.95; 1 keeps all)",
+    )
+    fit.add_argument(
+        "--burnin",
+        type=float,
+        default=0,
+        help="trees dropped from the start of each support file: fraction or count",
+    )
+    fit.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=0.001,
+        help="Adam learning rate, topology and branches (default: 0.001)",
+    )
+    fit.add_argument(
+        "--warmup",
+        type=int,
+        default=100000,
+        help="annealing iterations from beta 0.001 to 1 (default: 100000; 0: none)",
+    )
+    fit.add_argument(
+        "--eval-particles",
+        type=_positive_int,
+        default=1000,
+        help="particles per marginal-likelihood estimate (default: 1000)",
+    )
+    fit.add_argument(
+        "--eval-repeats",
+        type=_positive_int,
+        default=10,
+        help="marginal-likelihood repeats (default: 10)",
+    )
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    fit.add_argument("--format", choices=ALIGNMENT_FORMATS, help="alignment format")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.set_defaults(run=run_fit)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="marginal likelihood, ELBO and MAP topology of a fitted run",
+        description="Evaluate a run folder written by `vbpi-mix fit`.",
+    )
+    evaluate.add_argument("run_dir", help="run folder of vbpi-mix fit")
+    evaluate.add_argument("--particles", type=_positive_int, default=1000)
+    evaluate.add_argument("--repeats", type=_positive_int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(run=run_evaluate)
     return parser
 
 

@@ -1,0 +1,170 @@
+"""Trainer (checkpoints, exact resume, NaN stop), schedules, and `vbpi-mix fit` end to end on
+the bundled example, whose true tree is known."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.runs import ModelConfig, create_run
+from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
+from vbpi_mix.inference.trainer import CHECKPOINT, TrainingConfig
+from vbpi_mix.io.tree_files import read_tree_file
+from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.trees.conversions import topology_from_dendropy
+from vbpi_mix.trees.support import build_support
+
+SUPPORT_DIR = REPO_ROOT / "data" / "example_support"
+
+
+def example_support():
+    taxa = load_alignment(EXAMPLE_FASTA).taxa
+    return build_support(sorted(SUPPORT_DIR.iterdir()), taxa, progress=False)
+
+
+def small_run(folder: Path, iterations: int, components: int = 2):
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=components)
+    training = TrainingConfig(
+        iterations=iterations,
+        particles=3,
+        estimator="s2a",
+        subset=1,
+        topology_lr=0.01,
+        branch_lr=0.01,
+        warmup=5,
+        checkpoint_every=4,
+        log_every=1,
+        seed=3,
+    )
+    return create_run(folder, model, training, example_support())
+
+
+def test_schedules_closed_forms():
+    assert inverse_temperature(0) == pytest.approx(0.001)
+    assert inverse_temperature(50_000) == pytest.approx(0.501)
+    assert inverse_temperature(200_000) == 1.0
+    assert inverse_temperature(3, warmup=0) == 1.0
+    assert learning_rate_factor(19_999) == 1.0
+    assert learning_rate_factor(40_000) == pytest.approx(0.75**2)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    uninterrupted = small_run(tmp_path / "a", 12)
+    uninterrupted.trainer.run(progress=False)
+
+    killed = small_run(tmp_path / "b", 12)
+    original_step = killed.trainer.step
+
+    def step_then_die():
+        if killed.trainer.iteration == 10:  # after the checkpoint at 8
+            raise KeyboardInterrupt
+        return original_step()
+
+    monkeypatch.setattr(killed.trainer, "step", step_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        killed.trainer.run(progress=False)
+    assert torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)["iteration"] == 8
+
+    resumed = small_run(tmp_path / "b", 12)  # fresh objects, as a new process would have
+    assert resumed.trainer.iteration == 8
+    resumed.trainer.run(progress=False)
+    for name, value in uninterrupted.mixture.state_dict().items():
+        assert torch.equal(value, resumed.mixture.state_dict()[name]), name
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == list(range(1, 13))
+
+
+def test_non_finite_bound_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    run = small_run(tmp_path, 6)
+    run.trainer.run(progress=False)
+    saved = (tmp_path / CHECKPOINT).read_bytes()
+    run = small_run(tmp_path, 20)
+    monkeypatch.setattr(
+        run.target,
+        "log_likelihood",
+        lambda particles: torch.full((len(particles.parents),), float("nan"), dtype=torch.float64),
+    )
+    with pytest.raises(VbpiMixError, match="bound became nan at iteration 7; last good checkpoint"):
+        run.trainer.run(progress=False)
+    assert (tmp_path / CHECKPOINT).read_bytes() == saved
+
+
+def test_a_different_fit_in_the_same_folder_is_refused(tmp_path):
+    small_run(tmp_path, 4).trainer.run(progress=False)
+    with pytest.raises(VbpiMixError, match="holds a fit with other settings"):
+        small_run(tmp_path, 4, components=3)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vbpi_mix.cli", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(
+        "fit",
+        str(EXAMPLE_FASTA),
+        "--support-dir",
+        str(SUPPORT_DIR),
+        "--out",
+        str(out),
+        "--iterations",
+        "800",
+        "--lr",
+        "0.01",
+        "--warmup",
+        "200",
+        "--eval-particles",
+        "300",
+        "--eval-repeats",
+        "3",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    taxa = load_alignment(EXAMPLE_FASTA).taxa
+    truth = topology_from_dendropy(read_tree_file(EXAMPLE_TREE)[0], taxa)[0]
+    assert summary["map_topology"] == truth.newick()
+    assert summary["map_probability"] > 0.5
+    assert np.isfinite(summary["mll_mean"]) and summary["mll_mean"] >= summary["elbo"]
+    assert "MAP topology" in result.stdout
+    evaluated = run_cli("evaluate", str(out), "--particles", "200", "--repeats", "2")
+    assert evaluated.returncode == 0 and "marginal likelihood" in evaluated.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--particles", "1"], "VIMCO needs at least 2 particles"),
+        (["--iterations", "0"], "--iterations must be at least 1"),
+        (["--components", "3", "--estimator", "s2s", "--subset", "3"], "use --estimator a2a"),
+        (
+            ["--components", "3", "--estimator", "s2a", "--subset", "4"],
+            "between 1 and --components",
+        ),
+    ],
+)
+def test_fit_rejects_invalid_combinations(tmp_path, extra, message):
+    result = run_cli(
+        "fit",
+        str(EXAMPLE_FASTA),
+        "--support-dir",
+        str(SUPPORT_DIR),
+        "--out",
+        str(tmp_path / "r"),
+        *extra,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "r").exists()

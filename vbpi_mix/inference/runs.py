@@ -1,0 +1,162 @@
+"""A fit's run folder: what it holds, how it is set up, resumed, evaluated and summarised.
+
+RUN_DIR/config.json (every setting, the alignment's path), support.tsv (weight, Newick of
+each support topology), checkpoint.pt, metrics.jsonl, summary.json; all written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.evaluation import marginal_likelihood
+from vbpi_mix.inference.objective import Target
+from vbpi_mix.inference.trainer import CHECKPOINT, Trainer, TrainingConfig
+from vbpi_mix.io.newick import parse_newick
+from vbpi_mix.io.text_files import read_text, write_text_atomic
+from vbpi_mix.phylo.alignment import Alignment, load_alignment
+from vbpi_mix.phylo.likelihood import TreeLikelihood
+from vbpi_mix.phylo.models import build_model
+from vbpi_mix.trees.subsplits import build_subsplit_index
+from vbpi_mix.trees.support import Support
+from vbpi_mix.trees.topology import topology_from_parsed
+from vbpi_mix.variational.mixture import Mixture
+
+CONFIG, SUPPORT, SUMMARY = "config.json", "support.tsv", "summary.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything but training that defines a fit."""
+
+    alignment: str
+    components: int = 1
+    branch_features: str = "psp"
+    init: str = "uniform"
+    substitution_model: str = "JC"
+    branch_rate: float = 10.0
+
+
+@dataclass
+class Run:
+    """An assembled fit: data, support, variational family, target, trainer."""
+
+    folder: Path
+    model: ModelConfig
+    training: TrainingConfig
+    alignment: Alignment
+    support: Support
+    mixture: Mixture
+    target: Target
+    trainer: Trainer
+
+
+def _assemble(folder: Path, model: ModelConfig, training: TrainingConfig, support: Support) -> Run:
+    alignment = load_alignment(model.alignment)
+    parents = np.stack([t.parents for t in support.topologies])
+    index = build_subsplit_index(parents, np.array(support.counts), alignment.n_taxa)
+    mixture = Mixture(
+        index,
+        model.components,
+        model.branch_features,
+        model.init,
+        seed=training.seed,  # type: ignore[arg-type]
+    )
+    target = Target(
+        TreeLikelihood(alignment, build_model(model.substitution_model)), model.branch_rate
+    )  # type: ignore[arg-type]
+    trainer = Trainer(mixture, target, training, folder)
+    return Run(folder, model, training, alignment, support, mixture, target, trainer)
+
+
+def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, support: Support) -> Run:
+    """A new run folder, or the same run resumed from its checkpoint when the settings agree."""
+    folder = Path(folder)
+    settings = {"model": asdict(model), "training": asdict(training)}
+    if (folder / CONFIG).is_file():
+        existing = json.loads(read_text(folder / CONFIG))
+        comparable = {key: dict(value) for key, value in existing.items()}
+        comparable["training"].pop("iterations", None)
+        mine = {"model": settings["model"], "training": dict(settings["training"])}
+        mine["training"].pop("iterations")
+        if comparable != mine:
+            raise VbpiMixError(
+                f"{folder} holds a fit with other settings; choose a new --out or delete it"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / CONFIG, json.dumps(settings, indent=2) + "\n")
+    if not (folder / SUPPORT).is_file():
+        lines = [
+            f"{count:.10g}\t{t.newick()}"
+            for t, count in zip(support.topologies, support.counts, strict=True)
+        ]
+        write_text_atomic(folder / SUPPORT, "\n".join(lines) + "\n")
+    run = _assemble(folder, model, training, read_support(folder, support.taxa))
+    run.trainer.resume()
+    return run
+
+
+def read_support(folder: Path, taxa: tuple[str, ...]) -> Support:
+    """The support saved in a run folder."""
+    topologies, counts = [], []
+    for number, line in enumerate(read_text(folder / SUPPORT).splitlines(), start=1):
+        count, newick = line.split("\t")
+        topologies.append(
+            topology_from_parsed(parse_newick(newick), taxa, f"{folder / SUPPORT}, line {number}")[
+                0
+            ]
+        )
+        counts.append(float(count))
+    return Support(tuple(taxa), tuple(topologies), tuple(counts))
+
+
+def open_run(folder: Path) -> Run:
+    """A finished or interrupted run, loaded from its folder's checkpoint."""
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
+        raise VbpiMixError(f"{folder}: not a vbpi-mix run folder (no {CONFIG} or {CHECKPOINT})")
+    settings = json.loads(read_text(folder / CONFIG))
+    model = ModelConfig(**settings["model"])
+    training = TrainingConfig(**settings["training"])
+    alignment = load_alignment(model.alignment)
+    run = _assemble(folder, model, training, read_support(folder, alignment.taxa))
+    run.trainer.resume()
+    return run
+
+
+def summarize(run: Run, particles: int = 1000, repeats: int = 10, seed: int = 0) -> dict:
+    """MAP topology among the support (exact q), MLL, ELBO and the last bound; summary.json."""
+    with torch.no_grad():
+        parents = np.stack([t.parents for t in run.support.topologies])
+        log_q = torch.logsumexp(run.mixture.sbn.log_prob(parents), 0) - math.log(
+            run.mixture.n_components
+        )
+    best = int(torch.argmax(log_q))
+    mll = marginal_likelihood(
+        run.mixture, run.target, particles, repeats, torch.Generator().manual_seed(seed)
+    )
+    metrics_path = run.folder / "metrics.jsonl"
+    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
+    last = json.loads(lines[-1]) if lines else {}
+    summary = {
+        "iterations": run.trainer.iteration,
+        "map_topology": run.support.topologies[best].newick(),
+        "map_probability": float(log_q[best].exp()),
+        "support_mass_under_q": float(log_q.exp().sum()),
+        "mll_mean": mll.mean,
+        "mll_std": mll.std,
+        "mll_particles": particles,
+        "mll_repeats": repeats,
+        "elbo": mll.elbo,
+        "effective_sample_size": mll.effective_sample_size,
+        "last_bound": last.get("running_bound"),
+        "seconds": last.get("seconds"),
+    }
+    write_text_atomic(run.folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
