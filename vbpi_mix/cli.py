@@ -204,10 +204,11 @@ def _support_paths(args: argparse.Namespace) -> list[Path]:
         return [Path(p) for p in args.support]
     if args.support_dir:
         folder = Path(args.support_dir)
-        paths = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-        if not paths:
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        replicates = [p for p in files if p.name.startswith("rep_")]
+        if not files:
             raise VbpiMixError(f"{folder}: no support tree files in this folder")
-        return paths
+        return replicates or files
     find_iqtree()  # a clear error when neither support nor IQ-TREE is available
     records = read_sequences(args.alignment, args.format)
     Alignment.from_sequences(records, source=str(args.alignment))
@@ -342,7 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TREES",
         help="support tree files (UFBoot replicates, MrBayes .t, Newick/NEXUS)",
     )
-    source.add_argument("--support-dir", metavar="DIR", help="folder of support tree files")
+    source.add_argument(
+        "--support-dir",
+        metavar="DIR",
+        help="folder of support tree files: its rep_* files if any (as `vbpi-mix support` and "
+        "DS1-DS8 lay them out), else every file",
+    )
     fit.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (resumable)")
     fit.add_argument(
         "--components",
