@@ -5,21 +5,19 @@ with random branch lengths, batch sizes 1, 10, 100, 1000: forward and forward + 
 milliseconds per batch and per tree, and the speed-up over the per-tree recursive baseline
 (`vbpi_mix.phylo.reference_pruning`, autograd through a node-by-node pass), all in one run.
 
-    python benchmarks/kernel.py [--data DIR] [--threads 2] [--datasets DS1 DS8]
+    python -m benchmarks.kernel [--data DIR] [--threads 2] [--datasets DS1 DS8]
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
 import time
 from collections.abc import Callable
-from datetime import date
 
 import numpy as np
 import torch
 
-from vbpi_mix.bench.datasets import alignment_path, find_data_dir, ufboot_paths
+from benchmarks.common import benchmark_arguments, start
+from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
@@ -88,18 +86,8 @@ def benchmark_dataset(data_dir, name: str) -> list[tuple]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", help="folder holding DS1..DS8")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--datasets", nargs="+", default=["DS1", "DS8"])
-    args = parser.parse_args()
-    data_dir = find_data_dir(args.data)
-    if data_dir is None:
-        raise SystemExit("DS1-DS8 data not found: pass --data DIR or set VBPI_MIX_DATA")
-    torch.set_num_threads(args.threads)
-    print(f"# kernel benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {args.threads} threads, JC69, float64")  # fmt: skip
-    print()
+    args = benchmark_arguments(__doc__.split("\n")[0]).parse_args()
+    data_dir = start(args, "kernel benchmark (JC69, float64)")
     print("| data | patterns | batch | pass | ms/batch | ms/tree | baseline ms/tree | speed-up |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for name in args.datasets:

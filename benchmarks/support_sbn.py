@@ -1,20 +1,18 @@
 """Support and SBN benchmark: building the support from all UFBoot trees, then sampling and
 scoring topologies, on DS1 and DS8 (found via --data, $VBPI_MIX_DATA or ../shared/datasets).
 
-    python benchmarks/support_sbn.py [--data DIR] [--datasets DS1 DS8] [--particles 1000]
+    python -m benchmarks.support_sbn [--data DIR] [--datasets DS1 DS8] [--particles 1000]
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
 import time
-from datetime import date
 
 import numpy as np
 import torch
 
-from vbpi_mix.bench.datasets import alignment_path, find_data_dir, ufboot_paths
+from benchmarks.common import benchmark_arguments, start
+from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import build_support
@@ -29,19 +27,10 @@ def timed(function, *args, **kwargs):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", help="folder holding DS1..DS8")
-    parser.add_argument("--datasets", nargs="+", default=["DS1", "DS8"])
+    parser = benchmark_arguments(__doc__.split("\n")[0])
     parser.add_argument("--particles", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    data_dir = find_data_dir(args.data)
-    if data_dir is None:
-        raise SystemExit("DS1-DS8 data not found: pass --data DIR or set VBPI_MIX_DATA")
-    torch.set_num_threads(args.threads)
-    print(f"# support and SBN benchmark, {date.today()}, {platform.machine()}, "
-          f"torch {torch.__version__}, {args.threads} threads")  # fmt: skip
-    print()
+    data_dir = start(args, "support and SBN benchmark")
     print("| data | trees read | support topologies | support s | SBN index s | root splits "
           "| entries | sample n s | score n s | score n, 10 components s |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -103,6 +103,13 @@ def test_a_different_fit_in_the_same_folder_is_refused(tmp_path):
         small_run(tmp_path, 4, components=3)
 
 
+def fit_example(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`vbpi-mix fit` on the bundled example and its bundled support."""
+    return run_cli(
+        "fit", str(EXAMPLE_FASTA), "--support-dir", str(SUPPORT_DIR), "--out", str(out), *extra
+    )
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "vbpi_mix.cli", *args], capture_output=True, text=True, timeout=900
@@ -111,13 +118,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
     out = tmp_path / "run"
-    result = run_cli(
-        "fit",
-        str(EXAMPLE_FASTA),
-        "--support-dir",
-        str(SUPPORT_DIR),
-        "--out",
-        str(out),
+    result = fit_example(
+        out,
         "--iterations",
         "800",
         "--lr",
@@ -155,15 +157,7 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
     ],
 )
 def test_fit_rejects_invalid_combinations(tmp_path, extra, message):
-    result = run_cli(
-        "fit",
-        str(EXAMPLE_FASTA),
-        "--support-dir",
-        str(SUPPORT_DIR),
-        "--out",
-        str(tmp_path / "r"),
-        *extra,
-    )
+    result = fit_example(tmp_path / "r", *extra)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]

@@ -169,17 +169,7 @@ def _edge_gradient(upper, lower, coefficient, weights, out):
 @_jit
 def _push_down(matrix, upper, out):
     """out = rescaled P^T U: the outside vector below an edge, D[c, j, p]."""
-    n_categories, _, n_patterns = upper.shape
-    for c in range(n_categories):
-        for j in range(4):
-            a0, a1, a2, a3 = matrix[c, 0, j], matrix[c, 1, j], matrix[c, 2, j], matrix[c, 3, j]
-            for p in range(n_patterns):
-                out[c, j, p] = (
-                    a0 * upper[c, 0, p]
-                    + a1 * upper[c, 1, p]
-                    + a2 * upper[c, 2, p]
-                    + a3 * upper[c, 3, p]
-                )
+    _message(np.transpose(matrix, (0, 2, 1)), upper, out)
     _rescale(out)
 
 
