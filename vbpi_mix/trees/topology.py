@@ -85,11 +85,6 @@ class Topology:
         full = (1 << self.n_taxa) - 1
         return frozenset(split_key(c, full) for c in self.clades()[: 2 * self.n_taxa - 3])
 
-    def edge_splits(self) -> list[int]:
-        """Split key of each edge, in edge (= lower node) order."""
-        full = (1 << self.n_taxa) - 1
-        return [split_key(c, full) for c in self.clades()[: 2 * self.n_taxa - 3]]
-
     def newick(self, lengths: Sequence[float] | None = None) -> str:
         """Canonical Newick (children ordered by smallest taxon), trifurcating at the root."""
         return newick_from_parents(self.parents, self.taxa, lengths)
