@@ -175,11 +175,21 @@ apt-get install iqtree.
 """
 
 
-def run_support(args: argparse.Namespace) -> int:
+def _validated_records(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The alignment's (name, sequence) records, checked as an Alignment before IQ-TREE."""
     records = read_sequences(args.alignment, args.format)
-    Alignment.from_sequences(records, source=str(args.alignment))  # validate before IQ-TREE
+    Alignment.from_sequences(records, source=str(args.alignment))
+    return records
+
+
+def run_support(args: argparse.Namespace) -> int:
     paths = run_ufboot(
-        records, args.out, args.replicates, args.bootstrap, args.seed, progress=not args.quiet
+        _validated_records(args),
+        args.out,
+        args.replicates,
+        args.bootstrap,
+        args.seed,
+        progress=not args.quiet,
     )
     for path in paths:
         print(path)
@@ -210,9 +220,7 @@ def _support_paths(args: argparse.Namespace) -> list[Path]:
             raise VbpiMixError(f"{folder}: no support tree files in this folder")
         return replicates or files
     find_iqtree()  # a clear error when neither support nor IQ-TREE is available
-    records = read_sequences(args.alignment, args.format)
-    Alignment.from_sequences(records, source=str(args.alignment))
-    return run_ufboot(records, Path(args.out) / "ufboot", progress=not args.quiet)
+    return run_ufboot(_validated_records(args), Path(args.out) / "ufboot", progress=not args.quiet)
 
 
 def run_fit(args: argparse.Namespace) -> int:
