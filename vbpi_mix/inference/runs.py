@@ -22,11 +22,13 @@ from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
-from vbpi_mix.phylo.models import build_model
+from vbpi_mix.phylo.models import ModelName, build_model
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import Support
 from vbpi_mix.trees.topology import topology_from_parsed
+from vbpi_mix.variational.branch_lengths import BranchFeatures
 from vbpi_mix.variational.mixture import Mixture
+from vbpi_mix.variational.sbn import SBNInit
 
 CONFIG, SUPPORT, SUMMARY = "config.json", "support.tsv", "summary.json"
 
@@ -37,9 +39,9 @@ class ModelConfig:
 
     alignment: str
     components: int = 1
-    branch_features: str = "psp"
-    init: str = "uniform"
-    substitution_model: str = "JC"
+    branch_features: BranchFeatures = "psp"
+    init: SBNInit = "uniform"
+    substitution_model: ModelName = "JC"
     branch_rate: float = 10.0
 
 
@@ -62,15 +64,10 @@ def _assemble(folder: Path, model: ModelConfig, training: TrainingConfig, suppor
     parents = np.stack([t.parents for t in support.topologies])
     index = build_subsplit_index(parents, np.array(support.counts), alignment.n_taxa)
     mixture = Mixture(
-        index,
-        model.components,
-        model.branch_features,
-        model.init,
-        seed=training.seed,  # type: ignore[arg-type]
+        index, model.components, model.branch_features, model.init, seed=training.seed
     )
-    target = Target(
-        TreeLikelihood(alignment, build_model(model.substitution_model)), model.branch_rate
-    )  # type: ignore[arg-type]
+    likelihood = TreeLikelihood(alignment, build_model(model.substitution_model))
+    target = Target(likelihood, model.branch_rate)
     trainer = Trainer(mixture, target, training, folder)
     return Run(folder, model, training, alignment, support, mixture, target, trainer)
 
@@ -81,11 +78,7 @@ def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, suppo
     settings = {"model": asdict(model), "training": asdict(training)}
     if (folder / CONFIG).is_file():
         existing = json.loads(read_text(folder / CONFIG))
-        comparable = {key: dict(value) for key, value in existing.items()}
-        comparable["training"].pop("iterations", None)
-        mine = {"model": settings["model"], "training": dict(settings["training"])}
-        mine["training"].pop("iterations")
-        if comparable != mine:
+        if _besides_iterations(existing) != _besides_iterations(settings):
             raise VbpiMixError(
                 f"{folder} holds a fit with other settings; choose a new --out or delete it"
             )
@@ -100,6 +93,12 @@ def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, suppo
     run = _assemble(folder, model, training, read_support(folder, support.taxa))
     run.trainer.resume()
     return run
+
+
+def _besides_iterations(settings: dict) -> dict:
+    """Settings that must agree for a resume (the budget may grow)."""
+    training = {k: v for k, v in settings["training"].items() if k != "iterations"}
+    return {"model": settings["model"], "training": training}
 
 
 def read_support(folder: Path, taxa: tuple[str, ...]) -> Support:
