@@ -140,8 +140,15 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
     assert summary["map_probability"] > 0.5
     assert np.isfinite(summary["mll_mean"]) and summary["mll_mean"] >= summary["elbo"]
     assert "MAP topology" in result.stdout
-    evaluated = run_cli("evaluate", str(out), "--particles", "200", "--repeats", "2")
+    # a golden run that is certain of the true tree: KL = -log q(truth) = -log(MAP probability)
+    golden = tmp_path / "golden.trprobs"
+    golden.write_text(f"#NEXUS\nbegin trees;\n  tree t1 = [&W 1.0] {truth.newick()}\nend;\n")
+    evaluated = run_cli(
+        "evaluate", str(out), "--particles", "200", "--repeats", "2", "--golden", str(golden)
+    )
     assert evaluated.returncode == 0 and "marginal likelihood" in evaluated.stdout
+    kl = json.loads((out / "summary.json").read_text())["kl_golden_covered"]
+    assert kl == pytest.approx(-np.log(summary["map_probability"]), rel=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import MODEL_NAMES, SubstitutionModel, build_model
 from vbpi_mix.trees.conversions import topology_from_dendropy
-from vbpi_mix.trees.support import build_support
+from vbpi_mix.trees.support import build_support, golden_probabilities
 from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
@@ -254,7 +254,9 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    summary = summarize(open_run(Path(args.run_dir)), args.particles, args.repeats, args.seed)
+    run = open_run(Path(args.run_dir))
+    golden = golden_probabilities(args.golden, run.alignment.taxa) if args.golden else None
+    summary = summarize(run, args.particles, args.repeats, args.seed, golden)
     _print_summary(summary, None)
     return 0
 
@@ -270,6 +272,11 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
         f"{summary['mll_repeats']} x {summary['mll_particles']} particles)"
     )
     print(f"ELBO:                {summary['elbo']:.2f}")
+    if "kl_golden_covered" in summary:
+        print(
+            f"KL(golden || q):     {summary['kl_golden_covered']:.4f} "
+            f"(golden mass q cannot reach: {summary['golden_mass_unreachable']:.2g})"
+        )
     if summary["last_bound"] is not None:
         print(f"last training bound: {summary['last_bound']:.2f}")
 
@@ -453,12 +460,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="marginal likelihood, ELBO and MAP topology of a fitted run",
-        description="Evaluate a run folder written by `vbpi-mix fit`.",
+        description="Evaluate a run folder written by `vbpi-mix fit`: marginal likelihood by "
+        "importance sampling, ELBO, MAP topology, and KL(golden || q) with --golden.",
+        epilog="example:\n  vbpi-mix evaluate runs/ds1 --golden DS1/golden/rep_*.trprobs.gz",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     evaluate.add_argument("run_dir", help="run folder of vbpi-mix fit")
-    evaluate.add_argument("--particles", type=_positive_int, default=1000)
-    evaluate.add_argument("--repeats", type=_positive_int, default=10)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--particles", type=_positive_int, default=1000, help="particles per MLL estimate"
+    )
+    evaluate.add_argument("--repeats", type=_positive_int, default=10, help="MLL repeats")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    evaluate.add_argument(
+        "--golden",
+        nargs="+",
+        metavar="TRPROBS",
+        help="MrBayes .trprobs files of golden runs: adds KL(golden || q) over topologies",
+    )
     evaluate.set_defaults(run=run_evaluate)
     return parser
 

@@ -16,6 +16,7 @@ import torch
 
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.evaluation import marginal_likelihood
+from vbpi_mix.inference.golden import kl_from_golden
 from vbpi_mix.inference.objective import Target
 from vbpi_mix.inference.trainer import CHECKPOINT, Trainer, TrainingConfig
 from vbpi_mix.io.newick import parse_newick
@@ -25,7 +26,7 @@ from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import ModelName, build_model
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import Support
-from vbpi_mix.trees.topology import topology_from_parsed
+from vbpi_mix.trees.topology import Topology, topology_from_parsed
 from vbpi_mix.variational.branch_lengths import BranchFeatures
 from vbpi_mix.variational.mixture import Mixture
 from vbpi_mix.variational.sbn import SBNInit
@@ -95,6 +96,13 @@ def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, suppo
     return run
 
 
+def _golden_fields(run: Run, golden: dict[Topology, float] | None) -> dict:
+    if golden is None:
+        return {}
+    kl = kl_from_golden(run.mixture.sbn, golden)
+    return {"kl_golden_covered": kl.kl_covered, "golden_mass_unreachable": kl.missing_mass}
+
+
 def _besides_iterations(settings: dict) -> dict:
     """Settings that must agree for a resume (the budget may grow)."""
     training = {k: v for k, v in settings["training"].items() if k != "iterations"}
@@ -129,8 +137,15 @@ def open_run(folder: Path) -> Run:
     return run
 
 
-def summarize(run: Run, particles: int = 1000, repeats: int = 10, seed: int = 0) -> dict:
-    """MAP topology among the support (exact q), MLL, ELBO and the last bound; summary.json."""
+def summarize(
+    run: Run,
+    particles: int = 1000,
+    repeats: int = 10,
+    seed: int = 0,
+    golden: dict[Topology, float] | None = None,
+) -> dict:
+    """MAP topology among the support (exact q), MLL, ELBO, the last bound and, given golden
+    topology probabilities, KL(golden || q); written to summary.json."""
     with torch.no_grad():
         parents = np.stack([t.parents for t in run.support.topologies])
         log_q = torch.logsumexp(run.mixture.sbn.log_prob(parents), 0) - math.log(
@@ -155,6 +170,7 @@ def summarize(run: Run, particles: int = 1000, repeats: int = 10, seed: int = 0)
         "elbo": mll.elbo,
         "effective_sample_size": mll.effective_sample_size,
         "last_bound": last.get("running_bound"),
+        **_golden_fields(run, golden),
         "seconds": last.get("seconds"),
     }
     write_text_atomic(run.folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
