@@ -1,0 +1,67 @@
+"""Seconds per training iteration on DS1 for A components x estimator (A2A, S2A, S2S), K=10:
+the cost that S2A/S2S are meant to cut (Hotti et al. 2024), all settings in one run.
+
+    python -m benchmarks.iteration [--data DIR] [--components 1 2 5 10 20] [--iterations 10]
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import benchmark_arguments, start
+from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.runs import ModelConfig, create_run
+from vbpi_mix.inference.trainer import TrainingConfig
+from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.trees.support import build_support
+
+SETTINGS = (("a2a", None), ("s2a", 1), ("s2a", 2), ("s2s", 1), ("s2s", 2))
+WARMUP = 3
+
+
+def seconds_per_iteration(fasta: Path, support, components: int, estimator: str, subset, n: int):
+    model = ModelConfig(alignment=str(fasta), components=components)
+    training = TrainingConfig(
+        iterations=WARMUP + n, estimator=estimator, subset=subset, checkpoint_every=10**9
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = create_run(Path(folder), model, training, support).trainer
+        for _ in range(WARMUP):
+            trainer.step()
+        begin = time.perf_counter()
+        for _ in range(n):
+            trainer.step()
+        return (time.perf_counter() - begin) / n
+
+
+def main() -> None:
+    parser = benchmark_arguments(__doc__.split("\n")[0])
+    parser.add_argument("--components", type=int, nargs="+", default=[1, 2, 5, 10, 20])
+    parser.add_argument("--iterations", type=int, default=10)
+    args = parser.parse_args()
+    data_dir = start(args, "seconds per iteration, DS1, K=10, VIMCO, PSP")
+    fasta = alignment_path(data_dir, "DS1")
+    support = build_support(
+        ufboot_paths(data_dir, "DS1"), load_alignment(fasta).taxa, progress=False
+    )
+    labels = [f"{name.upper()}" + (f" S={s}" if s else "") for name, s in SETTINGS]
+    print("| A | " + " | ".join(labels) + " |")
+    print("|---:|" + "---:|" * len(labels))
+    for components in args.components:
+        cells = []
+        for estimator, subset in SETTINGS:
+            try:
+                value = seconds_per_iteration(
+                    fasta, support, components, estimator, subset, args.iterations
+                )
+                cells.append(f"{value:.3f}")
+            except VbpiMixError:  # e.g. S > A, or S2S with S = A (that is A2A)
+                cells.append("-")
+        print(f"| {components} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
