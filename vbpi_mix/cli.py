@@ -214,7 +214,9 @@ def _support_paths(args: argparse.Namespace) -> list[Path]:
         return [Path(p) for p in args.support]
     if args.support_dir:
         folder = Path(args.support_dir)
-        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not folder.is_dir():
+            raise VbpiMixError(f"{folder}: no such folder")
+        files = sorted(p for p in folder.iterdir() if p.is_file())
         replicates = [p for p in files if p.name.startswith("rep_")]
         if not files:
             raise VbpiMixError(f"{folder}: no support tree files in this folder")
