@@ -165,3 +165,26 @@ def test_s2a_draws_uniform_subsets():
         counts[drawn] += 1
     # each component is drawn with probability S/A = 1/2: binomial sd sqrt(4000/4) ~ 32
     assert np.abs(counts - 2000).max() < 5 * 32
+
+
+def test_s2s_scored_under_the_drawn_components_only_is_the_same_estimate():
+    sbn, drawn = mixture(5, seed=10), np.array([1, 3])
+    particles = np.random.default_rng(11).integers(0, 15, (2, 4))
+    full = record_for(sbn, drawn, particles)
+    index = torch.as_tensor(particles)
+    narrow = LogWeights(
+        drawn=drawn,
+        log_likelihood=TARGET[index],
+        log_prior=torch.zeros(index.shape, dtype=torch.float64),
+        log_q_topology=sbn.log_prob(PARENTS, components=drawn).T[index],
+        log_q_branches=torch.zeros(*index.shape, 2, dtype=torch.float64),
+        columns=drawn,
+    )
+    estimator = S2S(5, 2)
+    assert estimator.scored_components(drawn) is drawn
+    results = [estimate(estimator, record) for record in (full, narrow)]
+    assert float(results[0].bound) == pytest.approx(float(results[1].bound), abs=1e-12)
+    gradients = [torch.autograd.grad(r.surrogate, sbn.entry_logits)[0] for r in results]
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="every component"):
+        estimate(A2A(5), narrow)

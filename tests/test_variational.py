@@ -202,3 +202,18 @@ def test_kl_from_golden_against_closed_forms():
     delta = kl_from_golden(sbn, {topologies[3]: 1.0})
     assert delta.kl == pytest.approx(-float(log_q[3]))
     assert delta.missing_mass == 0.0
+
+
+def test_mixture_scores_chosen_components_like_all_of_them():
+    from vbpi_mix.variational.mixture import Mixture
+
+    parents = enumerated(6)
+    index = build_subsplit_index(parents, np.ones(len(parents)), 6)
+    mixture = Mixture(index, n_components=4, seed=12)
+    particles = mixture.sample(np.array([0, 2, 3, 3, 1]), torch.Generator().manual_seed(13))
+    chosen = np.array([1, 3])
+    for all_columns, some in zip(
+        mixture.log_q(particles), mixture.log_q(particles, chosen), strict=True
+    ):
+        assert some.shape == (5, 2)
+        torch.testing.assert_close(some, all_columns[:, chosen])

@@ -36,8 +36,9 @@ class LogWeights:
 
     drawn `[S]`: the components that drew; log_likelihood, log_prior `[S, K]`;
     log_q_topology, log_q_branches `[S, K, A]`: every particle under every component
-    (topology and branch-length parts; their sum is log q_a(tau, b)); inverse_temperature:
-    beta, the likelihood's weight (annealing; 1 for every reported bound)."""
+    (topology and branch-length parts; their sum is log q_a(tau, b)), or under the sorted
+    components `columns` only when given (S2S needs no others); inverse_temperature: beta,
+    the likelihood's weight (annealing; 1 for every reported bound)."""
 
     drawn: np.ndarray
     log_likelihood: torch.Tensor
@@ -45,6 +46,7 @@ class LogWeights:
     log_q_topology: torch.Tensor
     log_q_branches: torch.Tensor
     inverse_temperature: float = 1.0
+    columns: np.ndarray | None = None
 
     @property
     def log_target(self) -> torch.Tensor:
@@ -58,10 +60,16 @@ class LogWeights:
         """The same particles weighed with beta = 1."""
         return replace(self, inverse_temperature=1.0)
 
+    def drawn_columns(self) -> torch.Tensor:
+        """Where each drawing component's densities sit along the last axis `[S]`."""
+        if self.columns is None:
+            return torch.as_tensor(self.drawn)
+        return torch.as_tensor(np.searchsorted(self.columns, self.drawn))
+
     def own_topology_score(self) -> torch.Tensor:
         """log q_a(tau) `[S, K]` under the component that drew each particle."""
-        rows = torch.as_tensor(self.drawn)
-        return self.log_q_topology[torch.arange(rows.numel()), :, rows]
+        columns = self.drawn_columns()
+        return self.log_q_topology[torch.arange(columns.numel()), :, columns]
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,14 @@ class MixtureEstimator:
         """The components that draw particles this iteration `[S]`."""
         return np.arange(self.n_components)
 
+    def scored_components(self, drawn: np.ndarray) -> np.ndarray | None:
+        """Components whose densities the denominators need (None: all of them)."""
+        return None
+
     def log_denominator(self, record: LogWeights) -> torch.Tensor:
         """log r(tau, b) `[S, K]`: the full mixture density by default."""
+        if record.columns is not None and len(record.columns) != self.n_components:
+            raise ValueError("the full-mixture denominator needs every component's density")
         return torch.logsumexp(record.log_q, dim=-1) - math.log(self.n_components)
 
     def log_weights(self, record: LogWeights) -> torch.Tensor:
@@ -114,8 +128,11 @@ class S2A(MixtureEstimator):
 class S2S(S2A):
     """Some to some: as S2A, weighed against the mixture of the S drawn components only."""
 
+    def scored_components(self, drawn: np.ndarray) -> np.ndarray | None:
+        return drawn
+
     def log_denominator(self, record: LogWeights) -> torch.Tensor:
-        drawn = record.log_q[..., torch.as_tensor(record.drawn)]
+        drawn = record.log_q[..., record.drawn_columns()]
         return torch.logsumexp(drawn, dim=-1) - math.log(len(record.drawn))
 
 

@@ -36,11 +36,13 @@ def draw_log_weights(
     particles_per_component: int,
     inverse_temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    scored: np.ndarray | None = None,
 ) -> LogWeights:
-    """K particles from each component in `drawn` `[S]`, as a LogWeights record `[S, K(, A)]`."""
+    """K particles from each component in `drawn` `[S]`, as a LogWeights record `[S, K(, A)]`,
+    scored under the sorted components `scored` only when given (else under all)."""
     n_drawn, k = len(drawn), particles_per_component
     particles = mixture.sample(np.repeat(drawn, k), generator)
-    log_q_topology, log_q_branches = mixture.log_q(particles)
+    log_q_topology, log_q_branches = mixture.log_q(particles, scored)
     return LogWeights(
         drawn=np.asarray(drawn),
         log_likelihood=target.log_likelihood(particles).view(n_drawn, k),
@@ -48,4 +50,5 @@ def draw_log_weights(
         log_q_topology=log_q_topology.view(n_drawn, k, -1),
         log_q_branches=log_q_branches.view(n_drawn, k, -1),
         inverse_temperature=inverse_temperature,
+        columns=None if scored is None else np.asarray(scored),
     )

@@ -135,7 +135,13 @@ class Trainer:
         beta = inverse_temperature(self.iteration, config.anneal_start, config.warmup)
         drawn = self.estimator.draw(self.generator)
         record = draw_log_weights(
-            self.mixture, self.target, drawn, config.particles, beta, self.generator
+            self.mixture,
+            self.target,
+            drawn,
+            config.particles,
+            beta,
+            self.generator,
+            scored=self.estimator.scored_components(drawn),
         )
         result = estimate(self.estimator, record, config.objective)
         with torch.no_grad():

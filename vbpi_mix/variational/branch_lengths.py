@@ -84,13 +84,17 @@ class BranchLengthModel(nn.Module):
             self.psp_mean = parameter(index.n_entries)
             self.psp_log_std = parameter(index.n_entries)
 
-    def mean_and_log_std(self, edges: EdgeFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu and log sigma `[A, B, E]` of every edge under every component."""
-        mean = MEAN_SHIFT + _gather(self.split_mean, edges.splits)
-        log_std = _gather(self.split_log_std, edges.splits)
+    def mean_and_log_std(
+        self, edges: EdgeFeatures, components: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu and log sigma `[A, B, E]` of every edge under every component (or under the
+        given components only)."""
+        rows = slice(None) if components is None else torch.as_tensor(np.asarray(components))
+        mean = MEAN_SHIFT + _gather(self.split_mean[rows], edges.splits)
+        log_std = _gather(self.split_log_std[rows], edges.splits)
         if self.features == "psp":
-            mean = mean + _gather(self.psp_mean, edges.psp).sum(dim=-1)
-            log_std = log_std + _gather(self.psp_log_std, edges.psp).sum(dim=-1)
+            mean = mean + _gather(self.psp_mean[rows], edges.psp).sum(dim=-1)
+            log_std = log_std + _gather(self.psp_log_std[rows], edges.psp).sum(dim=-1)
         return mean, log_std
 
     def rsample(
@@ -107,9 +111,15 @@ class BranchLengthModel(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         return torch.exp(mean + log_std.exp() * noise)
 
-    def log_prob(self, edges: EdgeFeatures, branch_lengths: torch.Tensor) -> torch.Tensor:
-        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]`, Jacobian of exp included."""
-        mean, log_std = self.mean_and_log_std(edges)
+    def log_prob(
+        self,
+        edges: EdgeFeatures,
+        branch_lengths: torch.Tensor,
+        components: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]` (rows: every component, or
+        the given ones), Jacobian of exp included."""
+        mean, log_std = self.mean_and_log_std(edges, components)
         log_b = branch_lengths.log()
         standard = (log_b - mean) / log_std.exp()
         per_edge = -0.5 * standard**2 - log_std - 0.5 * np.log(2 * np.pi) - log_b

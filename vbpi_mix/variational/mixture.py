@@ -73,9 +73,12 @@ class Mixture(nn.Module):
             topologies.parents, topologies.tables, edges, lengths, np.asarray(components)
         )
 
-    def log_q(self, particles: Particles) -> tuple[torch.Tensor, torch.Tensor]:
-        """log q_a(tau) and log q_a(b | tau) of every particle under every component,
-        each `[n, A]`; their sum is log q_a(tau, b)."""
-        topology = self.sbn.log_prob(particles.tables).T
-        branches = self.branches.log_prob(particles.edges, particles.branch_lengths).T
+    def log_q(
+        self, particles: Particles, components: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log q_a(tau) and log q_a(b | tau) of every particle under every component, each
+        `[n, A]` (or under the given components only, `[n, len(components)]`); their sum is
+        log q_a(tau, b)."""
+        topology = self.sbn.log_prob(particles.tables, components).T
+        branches = self.branches.log_prob(particles.edges, particles.branch_lengths, components).T
         return topology, branches

@@ -30,6 +30,11 @@ class SampledTopologies(NamedTuple):
     tables: TopologyTables
 
 
+def _rows(components: np.ndarray | None) -> slice | torch.Tensor:
+    """Index of the chosen components' parameter rows (all of them for None)."""
+    return slice(None) if components is None else torch.as_tensor(np.asarray(components))
+
+
 def _with_missing(values: torch.Tensor) -> torch.Tensor:
     """Append a -inf column: index -1 (outside the support) then reads log-probability -inf."""
     pad = values.new_full((*values.shape[:-1], 1), -torch.inf)
@@ -70,25 +75,31 @@ class SBN(nn.Module):
     def n_components(self) -> int:
         return self.root_logits.shape[0]
 
-    def root_log_probs(self) -> torch.Tensor:
-        """log q_root `[A, R]`."""
-        return torch.log_softmax(self.root_logits, dim=-1)
+    def root_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
+        """log q_root `[A, R]` (or of the given components only)."""
+        return torch.log_softmax(self.root_logits[_rows(components)], dim=-1)
 
-    def entry_log_probs(self) -> torch.Tensor:
-        """log q(child | parent) `[A, M]`: each logit against its parent's entries only."""
-        grouped = _with_missing(self.entry_logits)[:, self.members]  # [A, P, W]
+    def entry_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
+        """log q(child | parent) `[A, M]` (or of the given components only): each logit
+        against its parent's entries only."""
+        logits = self.entry_logits[_rows(components)]
+        grouped = _with_missing(logits)[:, self.members]  # [A, P, W]
         normaliser = torch.logsumexp(grouped, dim=-1)  # [A, P]
-        return self.entry_logits - normaliser[:, self.entry_parent]
+        return logits - normaliser[:, self.entry_parent]
 
     def tables(self, parents: np.ndarray) -> TopologyTables:
         """Scoring tables for parent arrays `[B, 2N-3]` (component-independent, reusable)."""
         return topology_tables(self.index, parents)
 
-    def log_prob(self, topologies: TopologyTables | np.ndarray) -> torch.Tensor:
-        """log q_a(tau) `[A, B]` for every component; -inf outside the support."""
+    def log_prob(
+        self, topologies: TopologyTables | np.ndarray, components: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """log q_a(tau) `[A, B]` for every component (or `[len(components), B]` for those
+        given); -inf outside the support."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
-        root = _with_missing(self.root_log_probs())[:, torch.as_tensor(tables.root_ids)]
-        entries = _with_missing(self.entry_log_probs())[:, torch.as_tensor(tables.entry_ids)]
+        root = _with_missing(self.root_log_probs(components))[:, torch.as_tensor(tables.root_ids)]
+        entry_log_probs = _with_missing(self.entry_log_probs(components))
+        entries = entry_log_probs[:, torch.as_tensor(tables.entry_ids)]
         per_rooting = root + entries.sum(dim=-1)  # [A, B, E]
         return torch.logsumexp(per_rooting, dim=-1)
 
