@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
+from vbpi_mix.variational.components import component_rows
 
 BranchFeatures = Literal["split", "psp"]
 MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start
@@ -89,7 +90,7 @@ class BranchLengthModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """mu and log sigma `[A, B, E]` of every edge under every component (or under the
         given components only)."""
-        rows = slice(None) if components is None else torch.as_tensor(np.asarray(components))
+        rows = component_rows(components)
         mean = MEAN_SHIFT + _gather(self.split_mean[rows], edges.splits)
         log_std = _gather(self.split_log_std[rows], edges.splits)
         if self.features == "psp":

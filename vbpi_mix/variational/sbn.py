@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, full_set, topology_tables
+from vbpi_mix.variational.components import component_rows
 
 SBNInit = Literal["uniform", "counts"]
 
@@ -28,11 +29,6 @@ class SampledTopologies(NamedTuple):
 
     parents: np.ndarray
     tables: TopologyTables
-
-
-def _rows(components: np.ndarray | None) -> slice | torch.Tensor:
-    """Index of the chosen components' parameter rows (all of them for None)."""
-    return slice(None) if components is None else torch.as_tensor(np.asarray(components))
 
 
 def _with_missing(values: torch.Tensor) -> torch.Tensor:
@@ -77,12 +73,12 @@ class SBN(nn.Module):
 
     def root_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q_root `[A, R]` (or of the given components only)."""
-        return torch.log_softmax(self.root_logits[_rows(components)], dim=-1)
+        return torch.log_softmax(self.root_logits[component_rows(components)], dim=-1)
 
     def entry_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q(child | parent) `[A, M]` (or of the given components only): each logit
         against its parent's entries only."""
-        logits = self.entry_logits[_rows(components)]
+        logits = self.entry_logits[component_rows(components)]
         grouped = _with_missing(logits)[:, self.members]  # [A, P, W]
         normaliser = torch.logsumexp(grouped, dim=-1)  # [A, P]
         return logits - normaliser[:, self.entry_parent]
