@@ -38,7 +38,7 @@ def main() -> None:
         taxa = load_alignment(alignment_path(data_dir, name)).taxa
         paths = ufboot_paths(data_dir, name)
         support, support_s = timed(build_support, paths, taxa, progress=False)
-        parents = np.stack([t.parents for t in support.topologies])
+        parents = support.parents()
         index, index_s = timed(build_subsplit_index, parents, np.array(support.counts), len(taxa))
         sbn = SBN(index, init="counts")
         mixture = SBN(index, n_components=10, init="counts", perturbation=0.1)

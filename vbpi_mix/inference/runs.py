@@ -62,8 +62,7 @@ class Run:
 
 def _assemble(folder: Path, model: ModelConfig, training: TrainingConfig, support: Support) -> Run:
     alignment = load_alignment(model.alignment)
-    parents = np.stack([t.parents for t in support.topologies])
-    index = build_subsplit_index(parents, np.array(support.counts), alignment.n_taxa)
+    index = build_subsplit_index(support.parents(), np.array(support.counts), alignment.n_taxa)
     mixture = Mixture(
         index, model.components, model.branch_features, model.init, seed=training.seed
     )
@@ -147,8 +146,7 @@ def summarize(
     """MAP topology among the support (exact q), MLL, ELBO, the last bound and, given golden
     topology probabilities, KL(golden || q); written to summary.json."""
     with torch.no_grad():
-        parents = np.stack([t.parents for t in run.support.topologies])
-        log_q = torch.logsumexp(run.mixture.sbn.log_prob(parents), 0) - math.log(
+        log_q = torch.logsumexp(run.mixture.sbn.log_prob(run.support.parents()), 0) - math.log(
             run.mixture.n_components
         )
     best = int(torch.argmax(log_q))

@@ -55,7 +55,6 @@ class TreeStrings:
 
     weights: Counter[str]
     translate: dict[str, str] | None
-    source: str
 
 
 def read_tree_strings(path: str | os.PathLike[str], burnin: float = 0) -> TreeStrings:
@@ -80,7 +79,7 @@ def read_tree_strings(path: str | os.PathLike[str], burnin: float = 0) -> TreeSt
         match = _WEIGHT.search(body)
         newick = _COMMENT.sub("", body).strip()
         weights[newick] += float(match.group("weight")) if match else 1.0
-    return TreeStrings(weights, translate, source)
+    return TreeStrings(weights, translate)
 
 
 def _burnin_count(burnin: float, n_trees: int, source: str) -> int:

@@ -134,6 +134,21 @@ def rooting_choices(structure: TreeSides) -> np.ndarray:
     return k * 3 + choice
 
 
+def split_keys(clades: np.ndarray, n_taxa: int) -> np.ndarray:
+    """Canonical root-split key of each edge given by the clade on one side: min(W, Z)."""
+    return np.minimum(clades, full_set(n_taxa) ^ clades)
+
+
+def _entry_keys(s_id: np.ndarray, a_id: np.ndarray, b_id: np.ndarray, q: np.int64) -> np.ndarray:
+    """One int64 key per (sister, {a, b}) triple of clade ids, the sides in either order."""
+    return (s_id * q + np.minimum(a_id, b_id)) * q + np.maximum(a_id, b_id)
+
+
+def _parent_keys(s_id: np.ndarray, c_id: np.ndarray, q: np.int64) -> np.ndarray:
+    """One int64 key per parent subsplit (sister, clade being split) of clade ids."""
+    return s_id * q + c_id
+
+
 def _lookup(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Index of each query in `sorted_keys`, or -1 where absent."""
     if sorted_keys.size == 0:
@@ -175,20 +190,18 @@ class SubsplitIndex:
         """Entry index of (sister, {a, b}) triples of bitsets, -1 outside the support."""
         q = np.int64(self.clades.size)
         s_id, a_id, b_id = self.clade_ids(sister), self.clade_ids(side_a), self.clade_ids(side_b)
-        low, high = np.minimum(a_id, b_id), np.maximum(a_id, b_id)
-        ids = _lookup(self.entry_keys, (s_id * q + low) * q + high)
-        return np.where((s_id < 0) | (low < 0), -1, ids)
+        ids = _lookup(self.entry_keys, _entry_keys(s_id, a_id, b_id, q))
+        return np.where((s_id < 0) | (a_id < 0) | (b_id < 0), -1, ids)
 
     def parent_ids(self, clade: np.ndarray, sister: np.ndarray) -> np.ndarray:
         """Index of the parent subsplit (clade being split, its sister), -1 if unknown."""
         c_id, s_id = self.clade_ids(clade), self.clade_ids(sister)
-        ids = _lookup(self.parent_keys, s_id * np.int64(self.clades.size) + c_id)
+        ids = _lookup(self.parent_keys, _parent_keys(s_id, c_id, np.int64(self.clades.size)))
         return np.where((c_id < 0) | (s_id < 0), -1, ids)
 
     def root_ids(self, clades: np.ndarray) -> np.ndarray:
         """Root-split index of edges given by the clade on one side, -1 if unknown."""
-        full = full_set(self.n_taxa)
-        return _lookup(self.root_splits, np.minimum(clades, full ^ clades))
+        return _lookup(self.root_splits, split_keys(clades, self.n_taxa))
 
 
 @dataclass(frozen=True)
@@ -226,9 +239,7 @@ def build_subsplit_index(
     for start in range(0, parents.shape[0], chunk):
         structure = tree_sides(parents[start : start + chunk], n_taxa)
         w = weights[start : start + chunk] / n_edges
-        full = full_set(n_taxa)
-        clades = structure.edge_clades
-        roots.append(np.minimum(clades, full ^ clades).ravel())
+        roots.append(split_keys(structure.edge_clades, n_taxa).ravel())
         root_w.append(np.repeat(w, n_edges))
         triples, valid = candidate_triples(structure)
         choices = rooting_choices(structure)  # how many rootings use each candidate
@@ -251,13 +262,11 @@ def build_subsplit_index(
     clades = np.unique(np.concatenate([triples.ravel(), clade_of]))
     q = np.int64(clades.size)
     s_id, a_id, b_id = (np.searchsorted(clades, triples[:, i]).astype(np.int64) for i in range(3))
-    low, high = np.minimum(a_id, b_id), np.maximum(a_id, b_id)
-    entry_keys, entry_inverse, first = _unique_with_first((s_id * q + low) * q + high)
+    entry_keys, entry_inverse, first = _unique_with_first(_entry_keys(s_id, a_id, b_id, q))
     entry_counts = np.bincount(entry_inverse, np.concatenate(triple_w), minlength=entry_keys.size)
     c_id = np.searchsorted(clades, clade_of).astype(np.int64)
-    parent_of_first = (s_id * q + c_id)[first]
-    parent_keys, entry_parent = np.unique(parent_of_first, return_inverse=True)
-    side_a = clades[low[first]]  # the smaller side's bitset; the other is C ^ a
+    parent_keys, entry_parent = np.unique(_parent_keys(s_id, c_id, q)[first], return_inverse=True)
+    side_a = clades[a_id[first]]  # sides were sorted, so a is the smaller; the other is C ^ a
     return SubsplitIndex(
         n_taxa=n_taxa,
         root_splits=root_splits,

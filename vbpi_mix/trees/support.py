@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from vbpi_mix.errors import VbpiMixError
@@ -30,6 +31,10 @@ class Support:
 
     def __len__(self) -> int:
         return len(self.topologies)
+
+    def parents(self) -> np.ndarray:
+        """The topologies as parent arrays `[T, 2N-3]`, in support order."""
+        return np.stack([topology.parents for topology in self.topologies])
 
 
 class TopologyReader:
