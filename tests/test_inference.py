@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.inference.runs import ModelConfig, create_run
+from vbpi_mix.inference.runs import ModelConfig, create_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
 from vbpi_mix.inference.trainer import CHECKPOINT, TrainingConfig
 from vbpi_mix.io.tree_files import read_tree_file
@@ -42,6 +42,8 @@ def small_run(folder: Path, iterations: int, components: int = 2):
         warmup=5,
         checkpoint_every=4,
         log_every=1,
+        eval_every=3,
+        eval_particles=20,
         seed=3,
     )
     return create_run(folder, model, training, example_support())
@@ -78,8 +80,20 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     resumed.trainer.run(progress=False)
     for name, value in uninterrupted.mixture.state_dict().items():
         assert torch.equal(value, resumed.mixture.state_dict()[name]), name
-    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["iteration"] for line in lines] == list(range(1, 13))
+    training_lines, evaluations = {}, {}
+    for folder in ("a", "b"):
+        lines = read_metrics(tmp_path / folder)
+        training_lines[folder] = [line for line in lines if "bound" in line]
+        evaluations[folder] = [line for line in lines if "mll" in line]
+    assert [line["iteration"] for line in training_lines["b"]] == list(range(1, 13))
+    assert [line["bound"] for line in training_lines["b"]] == [
+        line["bound"] for line in training_lines["a"]
+    ]
+    # evaluations draw from their own stream: same values, and training is unperturbed
+    assert [line["iteration"] for line in evaluations["b"]] == [3, 6, 9, 12]
+    assert [line["mll"] for line in evaluations["b"]] == [line["mll"] for line in evaluations["a"]]
+    seconds = [line["seconds"] for line in training_lines["b"]]
+    assert all(later > earlier for earlier, later in zip(seconds, seconds[1:], strict=False))
 
 
 def test_non_finite_bound_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):

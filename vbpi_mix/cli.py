@@ -236,6 +236,8 @@ def run_fit(args: argparse.Namespace) -> int:
         topology_lr=args.lr,
         branch_lr=args.lr,
         warmup=args.warmup,
+        eval_every=args.eval_every,
+        eval_particles=args.eval_particles,
         seed=args.seed,
     )
     training.validate(args.components)
@@ -250,7 +252,9 @@ def run_fit(args: argparse.Namespace) -> int:
     )
     run = create_run(Path(args.out), model, training, support)
     run.trainer.run(progress=not args.quiet)
-    summary = summarize(run, args.eval_particles, args.eval_repeats, args.seed)
+    summary = summarize(
+        run, args.eval_particles, args.eval_repeats, args.seed, progress=not args.quiet
+    )
     _print_summary(summary, len(support))
     return 0
 
@@ -258,7 +262,7 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     run = open_run(Path(args.run_dir))
     golden = golden_probabilities(args.golden, run.alignment.taxa) if args.golden else None
-    summary = summarize(run, args.particles, args.repeats, args.seed, golden)
+    summary = summarize(run, args.particles, args.repeats, args.seed, golden, not args.quiet)
     _print_summary(summary, None)
     return 0
 
@@ -274,6 +278,11 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
         f"{summary['mll_repeats']} x {summary['mll_particles']} particles)"
     )
     print(f"ELBO:                {summary['elbo']:.2f}")
+    print(
+        f"importance weights:  ESS {summary['effective_sample_size']:.1f} of "
+        f"{summary['mll_particles']}, Pareto k-hat {summary['pareto_k']:.2f} "
+        "(above 0.7: the MLL estimate is unreliable)"
+    )
     if "kl_golden_covered" in summary:
         print(
             f"KL(golden || q):     {summary['kl_golden_covered']:.4f} "
@@ -449,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="particles per marginal-likelihood estimate (default: 1000)",
     )
     fit.add_argument(
+        "--eval-every",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="estimate the marginal likelihood (one set of --eval-particles) every N "
+        "iterations into metrics.jsonl, for MLL-against-time curves (default: 5000; 0: never)",
+    )
+    fit.add_argument(
         "--eval-repeats",
         type=_positive_int,
         default=10,
@@ -473,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--repeats", type=_positive_int, default=10, help="MLL repeats")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--golden",
         nargs="+",

@@ -1,5 +1,5 @@
 """Evaluation of a fitted mixture (METHOD.md 6): the marginal likelihood by importance
-sampling, the ELBO, and the effective sample size of the importance weights."""
+sampling, the ELBO, and the effective sample size and Pareto k-hat of the importance weights."""
 
 from __future__ import annotations
 
@@ -8,22 +8,25 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import trange
 
 from vbpi_mix.inference.objective import Target
+from vbpi_mix.inference.psis import pareto_k_hat
 from vbpi_mix.variational.mixture import Mixture
 
 
 @dataclass(frozen=True)
 class MarginalLikelihood:
     """MLL estimates log (1/M) sum_m w_m over `repeats` independent sets of M particles, their
-    mean and standard deviation, the ELBO (mean log w) and the mean effective sample size
-    (sum w)^2 / sum w^2 of one set."""
+    mean and standard deviation, the ELBO (mean log w), and, averaged over the sets, the
+    effective sample size (sum w)^2 / sum w^2 and the PSIS Pareto k-hat of one set."""
 
     estimates: tuple[float, ...]
     mean: float
     std: float
     elbo: float
     effective_sample_size: float
+    pareto_k: float
 
 
 @torch.no_grad()
@@ -58,16 +61,18 @@ def marginal_likelihood(
     n_particles: int = 1000,
     repeats: int = 10,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> MarginalLikelihood:
     """Importance-sampling estimates of log p(y), repeated."""
-    estimates, elbos, sizes = [], [], []
-    for _ in range(repeats):
+    estimates, elbos, sizes, shapes = [], [], [], []
+    for _ in trange(repeats, desc="marginal likelihood", disable=not progress or None):
         log_w = importance_log_weights(mixture, target, n_particles, generator)
         estimates.append(float(torch.logsumexp(log_w, 0) - math.log(n_particles)))
         elbos.append(float(log_w.mean()))
         sizes.append(
             float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)))
         )
+        shapes.append(pareto_k_hat(log_w.numpy()))
     values = np.array(estimates)
     return MarginalLikelihood(
         estimates=tuple(estimates),
@@ -75,4 +80,5 @@ def marginal_likelihood(
         std=float(values.std(ddof=1)) if repeats > 1 else 0.0,
         elbo=float(np.mean(elbos)),
         effective_sample_size=float(np.mean(sizes)),
+        pareto_k=float(np.mean(shapes)),
     )

@@ -1,12 +1,14 @@
 """A fit's run folder: what it holds, how it is set up, resumed, evaluated and summarised.
 
 RUN_DIR/config.json (every setting, the alignment's path), support.tsv (weight, Newick of
-each support topology), checkpoint.pt, metrics.jsonl, summary.json; all written atomically.
+each support topology), checkpoint.pt, metrics.jsonl, summary.json, all written atomically,
+and run.log (what was done when, appended).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.golden import kl_from_golden
 from vbpi_mix.inference.objective import Target
-from vbpi_mix.inference.trainer import CHECKPOINT, Trainer, TrainingConfig
+from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, Trainer, TrainingConfig
 from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
@@ -31,7 +33,25 @@ from vbpi_mix.variational.branch_lengths import BranchFeatures
 from vbpi_mix.variational.mixture import Mixture
 from vbpi_mix.variational.sbn import SBNInit
 
-CONFIG, SUPPORT, SUMMARY = "config.json", "support.tsv", "summary.json"
+CONFIG, SUPPORT, SUMMARY, LOG_FILE = "config.json", "support.tsv", "summary.json", "run.log"
+RESUME_FREE = ("iterations", "eval_every", "eval_particles")  # may change when resuming
+LOG = logging.getLogger(__name__)
+
+
+class _RunLog(logging.FileHandler):
+    """The handler writing one run folder's run.log."""
+
+
+def attach_run_log(folder: Path) -> None:
+    """Send the package's log records to RUN_DIR/run.log (and only to this run's log)."""
+    package = logging.getLogger("vbpi_mix")
+    for handler in [h for h in package.handlers if isinstance(h, _RunLog)]:
+        package.removeHandler(handler)
+        handler.close()
+    handler = _RunLog(Path(folder) / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,8 @@ def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, suppo
                 f"{folder} holds a fit with other settings; choose a new --out or delete it"
             )
     folder.mkdir(parents=True, exist_ok=True)
+    attach_run_log(folder)
+    LOG.info("fit %s with %s", model.alignment, json.dumps(settings))
     write_text_atomic(folder / CONFIG, json.dumps(settings, indent=2) + "\n")
     if not (folder / SUPPORT).is_file():
         lines = [
@@ -104,7 +126,7 @@ def _golden_fields(run: Run, golden: dict[Topology, float] | None) -> dict:
 
 def _besides_iterations(settings: dict) -> dict:
     """Settings that must agree for a resume (the budget may grow)."""
-    training = {k: v for k, v in settings["training"].items() if k != "iterations"}
+    training = {k: v for k, v in settings["training"].items() if k not in RESUME_FREE}
     return {"model": settings["model"], "training": training}
 
 
@@ -128,6 +150,7 @@ def open_run(folder: Path) -> Run:
     if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
         raise VbpiMixError(f"{folder}: not a vbpi-mix run folder (no {CONFIG} or {CHECKPOINT})")
     settings = json.loads(read_text(folder / CONFIG))
+    attach_run_log(folder)
     model = ModelConfig(**settings["model"])
     training = TrainingConfig(**settings["training"])
     alignment = load_alignment(model.alignment)
@@ -136,12 +159,27 @@ def open_run(folder: Path) -> Run:
     return run
 
 
+def read_metrics(folder: Path) -> list[dict]:
+    """Every line of RUN_DIR/metrics.jsonl: training lines carry `bound`, evaluation lines
+    carry `mll`."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in read_text(path).splitlines() if line]
+
+
+def last_training_record(folder: Path) -> dict:
+    training = [line for line in read_metrics(folder) if "running_bound" in line]
+    return training[-1] if training else {}
+
+
 def summarize(
     run: Run,
     particles: int = 1000,
     repeats: int = 10,
     seed: int = 0,
     golden: dict[Topology, float] | None = None,
+    progress: bool = False,
 ) -> dict:
     """MAP topology among the support (exact q), MLL, ELBO, the last bound and, given golden
     topology probabilities, KL(golden || q); written to summary.json."""
@@ -151,11 +189,9 @@ def summarize(
         )
     best = int(torch.argmax(log_q))
     mll = marginal_likelihood(
-        run.mixture, run.target, particles, repeats, torch.Generator().manual_seed(seed)
+        run.mixture, run.target, particles, repeats, torch.Generator().manual_seed(seed), progress
     )
-    metrics_path = run.folder / "metrics.jsonl"
-    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
-    last = json.loads(lines[-1]) if lines else {}
+    last = last_training_record(run.folder)
     summary = {
         "iterations": run.trainer.iteration,
         "map_topology": run.support.topologies[best].newick(),
@@ -167,9 +203,12 @@ def summarize(
         "mll_repeats": repeats,
         "elbo": mll.elbo,
         "effective_sample_size": mll.effective_sample_size,
+        "pareto_k": mll.pareto_k,
         "last_bound": last.get("running_bound"),
         **_golden_fields(run, golden),
-        "seconds": last.get("seconds"),
+        "seconds": run.trainer.training_seconds,
+        "seconds_per_iteration": last.get("seconds_per_iteration"),
     }
+    LOG.info("summary: %s", json.dumps(summary))
     write_text_atomic(run.folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -5,6 +5,7 @@ which a killed run resumes to the same result as an uninterrupted one (same seed
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -15,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.estimators import (
     EstimatorName,
     GradientName,
@@ -28,6 +30,7 @@ from vbpi_mix.variational.mixture import Mixture
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class TrainingConfig:
     warmup: int = 100_000
     checkpoint_every: int = 1000
     log_every: int = 10
+    eval_every: int = 0
+    eval_particles: int = 1000
     seed: int = 0
 
     def validate(self, n_components: int) -> None:
@@ -60,6 +65,8 @@ class TrainingConfig:
             )
         if self.particles < 1:
             raise VbpiMixError(f"--particles must be at least 1; got {self.particles}")
+        if self.eval_every < 0:
+            raise VbpiMixError(f"--eval-every must be 0 (never) or more; got {self.eval_every}")
         make_estimator(self.estimator, n_components, self.subset)
 
 
@@ -91,10 +98,12 @@ class Trainer:
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
+        self.training_seconds = 0.0  # wall clock spent in `step`, over all sessions
 
     def checkpoint_state(self) -> dict:
         return {
             "iteration": self.iteration,
+            "training_seconds": self.training_seconds,
             "mixture": self.mixture.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -112,7 +121,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.iteration = state["iteration"]
+        self.training_seconds = state["training_seconds"]
         self._truncate_metrics()
+        LOG.info("resumed at iteration %d", self.iteration)
         return True
 
     def _truncate_metrics(self) -> None:
@@ -159,38 +170,70 @@ class Trainer:
         self.iteration += 1
         return bound
 
+    def evaluation_record(self) -> dict:
+        """The marginal likelihood of the current mixture from `eval_particles` particles (one
+        set), with ELBO, ESS and Pareto k-hat; its own seeded stream, so evaluating never
+        changes the training draws."""
+        config = self.config
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.iteration)
+        result = marginal_likelihood(
+            self.mixture, self.target, config.eval_particles, 1, generator
+        )
+        return {
+            "iteration": self.iteration, "seconds": self.training_seconds,
+            "mll": result.mean, "elbo": result.elbo,
+            "effective_sample_size": result.effective_sample_size,
+            "pareto_k": result.pareto_k,
+        }  # fmt: skip
+
     def run(self, progress: bool = True) -> list[dict]:
-        """Train up to `config.iterations`, checkpointing; returns the metric records."""
+        """Train up to `config.iterations`, checkpointing, evaluating every `eval_every`
+        iterations; returns the metric records (training lines and evaluation lines)."""
         config, records = self.config, []
         metrics = None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             metrics = open(self.run_dir / METRICS, "a")
-        start, first = time.perf_counter(), self.iteration
+
+        def record(line: dict) -> None:
+            records.append(line)
+            if metrics is not None:
+                metrics.write(json.dumps(line) + "\n")
+                metrics.flush()
+
+        first, session_seconds = self.iteration, 0.0
+        LOG.info("training from iteration %d to %d", first, config.iterations)
         bar = tqdm(total=config.iterations, initial=self.iteration, desc="training",
                    unit="it", disable=not progress or None)  # fmt: skip
         running = None
         try:
             while self.iteration < config.iterations:
+                start = time.perf_counter()
                 bound = self.step()
+                elapsed = time.perf_counter() - start
+                self.training_seconds += elapsed
+                session_seconds += elapsed
                 running = bound if running is None else 0.98 * running + 0.02 * bound
                 bar.update(1)
                 if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
-                    elapsed = time.perf_counter() - start
-                    record = {
+                    record({
                         "iteration": self.iteration, "bound": bound, "running_bound": running,
-                        "seconds": elapsed,
-                        "seconds_per_iteration": elapsed / (self.iteration - first),
+                        "seconds": self.training_seconds,
+                        "seconds_per_iteration": session_seconds / (self.iteration - first),
                         "topology_lr": self.scheduler.get_last_lr()[0],
-                    }  # fmt: skip
-                    records.append(record)
+                    })  # fmt: skip
                     bar.set_postfix(bound=f"{running:.2f}")
-                    if metrics is not None:
-                        metrics.write(json.dumps(record) + "\n")
-                        metrics.flush()
+                if config.eval_every and self.iteration % config.eval_every == 0:
+                    evaluation = self.evaluation_record()
+                    record(evaluation)
+                    LOG.info("iteration %d: running bound %.2f, MLL %.2f (%d particles), "
+                             "ELBO %.2f, Pareto k %.2f", self.iteration, running,
+                             evaluation["mll"], config.eval_particles, evaluation["elbo"],
+                             evaluation["pareto_k"])  # fmt: skip
                 if self.iteration % config.checkpoint_every == 0:
                     self.save()
             self.save()
+            LOG.info("trained to iteration %d in %.1f s", self.iteration, self.training_seconds)
         finally:
             bar.close()
             if metrics is not None:

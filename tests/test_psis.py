@@ -1,0 +1,42 @@
+"""Pareto k-hat (PSIS) against tails of known shape: generalised Pareto samples, where the fit
+is also compared with scipy's maximum-likelihood fit, and Pareto-distributed weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from vbpi_mix.inference.psis import generalized_pareto_fit, pareto_k_hat, tail_length
+
+
+@pytest.mark.parametrize("shape", [-0.2, 0.3, 0.7, 1.2])
+def test_generalized_pareto_fit_recovers_the_shape(shape):
+    n = 20_000
+    sample = stats.genpareto.rvs(shape, scale=2.0, size=n, random_state=np.random.default_rng(1))
+    k, sigma = generalized_pareto_fit(sample)
+    # the asymptotic standard deviation of the shape estimate is (1 + k) / sqrt(n)
+    assert abs(k - shape) < 4 * (1 + shape) / math.sqrt(n)
+    assert sigma == pytest.approx(2.0, rel=0.1)
+    mle_shape, _, mle_scale = stats.genpareto.fit(sample, floc=0)
+    assert abs(k - mle_shape) < (1 + shape) / math.sqrt(n)
+
+
+@pytest.mark.parametrize("shape", [0.3, 0.9])
+def test_k_hat_of_pareto_weights(shape):
+    """w = U^(-k) has a generalised Pareto tail of shape k above any threshold."""
+    n = 10_000
+    uniform = np.random.default_rng(2).uniform(size=n)
+    k_hat = pareto_k_hat(-shape * np.log(uniform) + 123.0)  # any scale of the weights
+    m = tail_length(n)
+    prior_shift = abs(shape - 0.5) * 10 / (m + 10)  # the weak prior pulls towards 0.5
+    assert abs(k_hat - shape) < prior_shift + 4 * (1 + shape) / math.sqrt(m)
+
+
+def test_k_hat_separates_light_and_heavy_weights():
+    rng = np.random.default_rng(3)
+    assert pareto_k_hat(rng.normal(0, 0.1, 1000)) < 0.5  # near-exact proposal
+    assert pareto_k_hat(rng.normal(0, 3.0, 1000)) > 0.7  # log-normal weights with sd 3
+    assert math.isnan(pareto_k_hat(np.zeros(10)))  # too few weights for a tail
