@@ -16,7 +16,6 @@ import torch
 from tqdm import tqdm
 
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.estimators import (
     EstimatorName,
     GradientName,
@@ -24,6 +23,7 @@ from vbpi_mix.inference.estimators import (
     k_sample_bound,
     make_estimator,
 )
+from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.objective import Target, draw_log_weights
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
 from vbpi_mix.variational.mixture import Mixture
@@ -176,9 +176,7 @@ class Trainer:
         changes the training draws."""
         config = self.config
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.iteration)
-        result = marginal_likelihood(
-            self.mixture, self.target, config.eval_particles, 1, generator
-        )
+        result = marginal_likelihood(self.mixture, self.target, config.eval_particles, 1, generator)
         return {
             "iteration": self.iteration, "seconds": self.training_seconds,
             "mll": result.mean, "elbo": result.elbo,
