@@ -14,9 +14,14 @@ from tqdm import tqdm
 
 from vbpi_mix import __version__
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.export.api import Posterior
+from vbpi_mix.export.posterior import topology_probabilities
+from vbpi_mix.export.report import write_posterior_summary
+from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_tsv
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
+from vbpi_mix.io.text_files import write_text_atomic
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
@@ -267,6 +272,56 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+SAMPLE_EXAMPLES = """\
+examples:
+  vbpi-mix sample runs/example -n 1000 -o example_trees.nex
+  vbpi-mix sample runs/example -n 1000 -o example_trees.nwk --format newick \\
+      --topologies example_topologies.tsv
+"""
+
+SUMMARIZE_EXAMPLES = """\
+examples:
+  vbpi-mix summarize runs/example
+  vbpi-mix summarize runs/ds1 -n 100000 -o ds1_posterior
+"""
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    posterior = Posterior.open(args.run_dir)
+    sample = posterior.sample(args.n, args.seed, progress=not args.quiet)
+    text = sample_nexus(sample) if args.format == "nexus" else sample_newick(sample)
+    write_text_atomic(args.out, text)
+    if args.topologies:
+        write_text_atomic(
+            args.topologies, topology_tsv(topology_probabilities(posterior.run.mixture, sample))
+        )
+    print(f"wrote {args.n} trees to {args.out}")
+    return 0
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    posterior = Posterior.open(args.run_dir)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "posterior"
+    summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
+    credible = summary.credible_set_size
+    print(f"trees drawn from q:     {summary.n_trees}")
+    print(f"distinct topologies:    {len(summary.table)}")
+    print(
+        "95% credible set:       "
+        + (f"{credible} topologies" if credible else "not covered by the draws (draw more)")
+    )
+    print(f"MAP topology (q={summary.map_probability:.4f}), mean branch lengths:")
+    print(f"  {summary.map_newick}")
+    print(f"splits in over half the draws: {summary.majority_splits}")
+    print("most probable topologies (q, cumulative):")
+    cumulative = 0.0
+    for row in summary.table[:5]:
+        cumulative += row.probability
+        print(f"  {row.probability:.4f}  {cumulative:.4f}  {row.topology.newick()}")
+    print("files: " + ", ".join(str(path) for path in summary.files))
+    return 0
+
+
 def _print_summary(summary: dict, support_size: int | None) -> None:
     if support_size is not None:
         print(f"support topologies:  {support_size}")
@@ -498,6 +553,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="MrBayes .trprobs files of golden runs: adds KL(golden || q) over topologies",
     )
     evaluate.set_defaults(run=run_evaluate)
+
+    sample = commands.add_parser(
+        "sample",
+        help="draw trees with branch lengths from a fitted posterior",
+        description="Draw N unrooted trees with branch lengths from q of a run folder and write "
+        "them as NEXUS with a translate block (FigTree, DendroPy, PAUP*) or Newick (ete3).",
+        epilog=SAMPLE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sample.add_argument("run_dir", help="run folder of vbpi-mix fit")
+    sample.add_argument("-n", type=_positive_int, default=1000, help="trees (default: 1000)")
+    sample.add_argument("-o", "--out", required=True, metavar="TREES", help="output tree file")
+    sample.add_argument(
+        "--format", choices=("nexus", "newick"), default="nexus", help="default: nexus"
+    )
+    sample.add_argument(
+        "--topologies",
+        metavar="TOP.tsv",
+        help="also write the distinct sampled topologies with their exact q (TSV)",
+    )
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--quiet", action="store_true", help="no progress bar")
+    sample.set_defaults(run=run_sample)
+
+    summarize_parser = commands.add_parser(
+        "summarize",
+        help="topology probabilities, split support, MAP and consensus trees of a fit",
+        description="Draw N trees from q and write OUT/topologies.tsv and topologies.trprobs "
+        "(exact q of each sampled topology, sorted, cumulative), splits.tsv (split "
+        "frequencies), map_tree.nwk (MAP topology with mean branch lengths) and consensus.nwk "
+        "(majority rule, split frequencies as node labels); print the highlights.",
+        epilog=SUMMARIZE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    summarize_parser.add_argument("run_dir", help="run folder of vbpi-mix fit")
+    summarize_parser.add_argument(
+        "-n", type=_positive_int, default=10_000, help="trees drawn (default: 10000)"
+    )
+    summarize_parser.add_argument(
+        "-o", "--out", metavar="DIR", help="output folder (default: RUN_DIR/posterior)"
+    )
+    summarize_parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    summarize_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    summarize_parser.set_defaults(run=run_summarize)
     return parser
 
 

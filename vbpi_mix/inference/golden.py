@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from vbpi_mix.trees.topology import Topology
 from vbpi_mix.variational.sbn import SBN
@@ -21,17 +20,11 @@ class GoldenKL:
     kl: float
 
 
-def kl_from_golden(sbn: SBN, golden: dict[Topology, float], chunk: int = 2048) -> GoldenKL:
+def kl_from_golden(sbn: SBN, golden: dict[Topology, float]) -> GoldenKL:
     """KL(p_g || q) with q(tau) = (1/A) sum_a q_a(tau), computed in batches."""
     topologies = list(golden)
     p = np.array([golden[t] for t in topologies])
-    log_q = []
-    with torch.no_grad():
-        for start in range(0, len(topologies), chunk):
-            parents = np.stack([t.parents for t in topologies[start : start + chunk]])
-            per_component = sbn.log_prob(parents)
-            log_q.append(torch.logsumexp(per_component, 0) - np.log(sbn.n_components))
-    log_q = torch.cat(log_q).numpy()
+    log_q = sbn.mixture_log_prob(np.stack([t.parents for t in topologies]))
     covered = np.isfinite(log_q)
     missing = float(p[~covered].sum())
     p_covered = p[covered] / p[covered].sum()

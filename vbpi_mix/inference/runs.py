@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -183,11 +182,8 @@ def summarize(
 ) -> dict:
     """MAP topology among the support (exact q), MLL, ELBO, the last bound and, given golden
     topology probabilities, KL(golden || q); written to summary.json."""
-    with torch.no_grad():
-        log_q = torch.logsumexp(run.mixture.sbn.log_prob(run.support.parents()), 0) - math.log(
-            run.mixture.n_components
-        )
-    best = int(torch.argmax(log_q))
+    log_q = run.mixture.sbn.mixture_log_prob(run.support.parents())
+    best = int(np.argmax(log_q))
     mll = marginal_likelihood(
         run.mixture, run.target, particles, repeats, torch.Generator().manual_seed(seed), progress
     )
@@ -195,8 +191,8 @@ def summarize(
     summary = {
         "iterations": run.trainer.iteration,
         "map_topology": run.support.topologies[best].newick(),
-        "map_probability": float(log_q[best].exp()),
-        "support_mass_under_q": float(log_q.exp().sum()),
+        "map_probability": float(np.exp(log_q[best])),
+        "support_mass_under_q": float(np.exp(log_q).sum()),
         "mll_mean": mll.mean,
         "mll_std": mll.std,
         "mll_particles": particles,

@@ -99,7 +99,7 @@ def newick_from_parents(
 
     def write(node: int) -> str:
         if node < n:
-            text = _quote(taxa[node])
+            text = quote_label(taxa[node])
         else:
             text = "(" + ",".join(write(c) for c in children[node]) + ")"
         if lengths is not None and node != 2 * n - 3:
@@ -139,7 +139,8 @@ def reroot(
     return new_parents, new_lengths
 
 
-def _quote(label: str) -> str:
+def quote_label(label: str) -> str:
+    """A Newick/NEXUS label, single-quoted when it holds punctuation or blanks."""
     if any(c in label for c in " (),:;[]'\t"):
         return "'" + label.replace("'", "''") + "'"
     return label

@@ -100,6 +100,16 @@ class SBN(nn.Module):
         return torch.logsumexp(per_rooting, dim=-1)
 
     @torch.no_grad()
+    def mixture_log_prob(self, parents: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        """log q(tau) = log (1/A) sum_a q_a(tau) of the uniform mixture of the components,
+        for parent arrays `[B, 2N-3]` scored `chunk` at a time; -inf outside the support."""
+        values = [
+            torch.logsumexp(self.log_prob(parents[start : start + chunk]), 0)
+            for start in range(0, len(parents), chunk)
+        ]
+        return torch.cat(values).numpy() - np.log(self.n_components)
+
+    @torch.no_grad()
     def sample(
         self, components: np.ndarray, generator: torch.Generator | None = None
     ) -> SampledTopologies:

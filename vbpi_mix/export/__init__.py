@@ -1,0 +1,1 @@
+"""Posterior export: samples, topology probabilities, MAP and consensus trees, split support."""
