@@ -40,3 +40,4 @@ def test_k_hat_separates_light_and_heavy_weights():
     assert pareto_k_hat(rng.normal(0, 0.1, 1000)) < 0.5  # near-exact proposal
     assert pareto_k_hat(rng.normal(0, 3.0, 1000)) > 0.7  # log-normal weights with sd 3
     assert math.isnan(pareto_k_hat(np.zeros(10)))  # too few weights for a tail
+    assert pareto_k_hat(rng.normal(0, 500.0, 1000)) == math.inf  # spans beyond float64

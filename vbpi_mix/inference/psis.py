@@ -46,7 +46,8 @@ def generalized_pareto_fit(exceedances: np.ndarray) -> tuple[float, float]:
 
 def pareto_k_hat(log_weights: np.ndarray) -> float:
     """PSIS k-hat of the weights exp(`log_weights`) (any scale), with the weak prior towards
-    0.5; nan for fewer than 10 tail weights or a flat tail."""
+    0.5; nan for fewer than 5 tail weights or a flat tail, inf when the tail spans more than
+    the float64 range (one weight dominates beyond measure)."""
     log_w = np.sort(np.asarray(log_weights, dtype=np.float64))
     log_w = log_w[np.isfinite(log_w)]
     m = tail_length(len(log_w))
@@ -57,5 +58,7 @@ def pareto_k_hat(log_weights: np.ndarray) -> float:
     exceedances = weights[-m:] - weights[-m - 1]
     if not np.any(exceedances > 0):
         return math.nan
+    if exceedances[len(exceedances) // 4] <= np.finfo(np.float64).tiny:
+        return math.inf  # a quarter of the tail underflows next to the largest weight
     k, _ = generalized_pareto_fit(exceedances[exceedances > 0])
     return (m * k + PRIOR_WEIGHT * PRIOR_SHAPE) / (m + PRIOR_WEIGHT)

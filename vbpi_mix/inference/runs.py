@@ -197,6 +197,7 @@ def summarize(
         "mll_std": mll.std,
         "mll_particles": particles,
         "mll_repeats": repeats,
+        "mll_estimates": list(mll.estimates),
         "elbo": mll.elbo,
         "effective_sample_size": mll.effective_sample_size,
         "pareto_k": mll.pareto_k,

@@ -1,0 +1,82 @@
+"""`vbpi-mix bench` on a tiny stand-in data folder made from the bundled example (never the
+shared data): the grid, resuming, unfinished settings kept out of the report, and the
+published numbers read from the package's table."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+
+from tests.conftest import EXAMPLE_FASTA, REPO_ROOT
+from vbpi_mix.bench.report import published_numbers
+from vbpi_mix.bench.runner import RESULT, grid
+from vbpi_mix.cli import main
+
+
+def test_grid_keeps_valid_combinations_only():
+    settings = grid(["DS1"], ["a2a", "s2a", "s2s"], [1, 3], [1, 2, 3], seeds=2)
+    names = sorted({s.name for s in settings})
+    assert names == sorted(
+        [f"a2a-A{a}-seed{k}" for a in (1, 3) for k in (0, 1)]
+        + [f"{e}-A3-S{s}-seed{k}" for e in ("s2a", "s2s") for s in (1, 2) for k in (0, 1)]
+    )
+
+
+def test_published_numbers_match_the_reference_table():
+    published = published_numbers()
+    assert published[("DS1", "MrBayes SS", "mll")] == (-7108.42, 0.18)
+    assert published[("DS8", "VBPI", "elbo")] == (-8655.05, 0.04)
+    assert len(published) == 8 * 5
+
+
+@pytest.fixture
+def stand_in_data(tmp_path):
+    """DS5 = the bundled example alignment with two of its support files (no golden run)."""
+    folder = tmp_path / "data" / "DS5"
+    (folder / "ufboot").mkdir(parents=True)
+    shutil.copy(EXAMPLE_FASTA, folder / "DS5.fasta")
+    for k in (1, 2):
+        source = REPO_ROOT / "data" / "example_support" / f"rep_{k}.trees.gz"
+        shutil.copy(source, folder / "ufboot" / f"rep_{k}.ufboot.gz")
+    return tmp_path / "data"
+
+
+def bench(data, out, *extra):
+    return main(["bench", "DS5", "--data", str(data), "--out", str(out), "--iterations", "4",
+                 "--components", "2", "--quiet", *extra])  # fmt: skip
+
+
+def test_bench_runs_resumes_and_reports_finished_settings_only(stand_in_data, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert bench(stand_in_data, out, "--estimators", "a2a,s2s") == 0
+    with (out / "results.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [(r["estimator"], r["A"], r["S"]) for r in rows] == [("A2A", "2", ""), ("S2S", "2", "1")]
+    assert all(r["iterations"] == "4" and r["MrBayes SS"] == "-8214.51 (0.28)" for r in rows)
+    for name in ("mll_boxes.png", "mll_boxes.pdf", "training_DS5.png", "seconds_per_iteration.png"):
+        assert (out / "plots" / name).is_file()
+
+    assert bench(stand_in_data, out) == 2  # existing runs need --resume
+    assert "--resume" in capsys.readouterr().err
+
+    # a setting whose evaluation never finished is re-done, the finished one is not
+    (out / "DS5" / "s2s-A2-S1-seed0" / RESULT).unlink()
+    finished = (out / "DS5" / "a2a-A2-seed0" / RESULT).read_text()
+    assert bench(stand_in_data, out, "--estimators", "a2a,s2s", "--resume") == 0
+    assert (out / "DS5" / "a2a-A2-seed0" / RESULT).read_text() == finished
+    assert (out / "DS5" / "s2s-A2-S1-seed0" / RESULT).is_file()
+
+
+def test_interrupted_setting_is_listed_as_unfinished(stand_in_data, tmp_path, monkeypatch):
+    out = tmp_path / "bench"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vbpi_mix.bench.runner.summarize", interrupted)
+    assert bench(stand_in_data, out, "--estimators", "s2a") == 130
+    report = (out / "results.md").read_text()
+    assert "Not finished (not reported): DS5/s2a-A2-S1-seed0" in report
+    assert "| DS5 |" not in report

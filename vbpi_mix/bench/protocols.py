@@ -1,0 +1,51 @@
+"""Benchmark protocols: the published one and a short budget for a few hours on 2 cores.
+
+`paper` is the VBPI / VBPI-Mixtures protocol (published.md): 400,000 iterations, K = 10,
+VIMCO, Adam with learning rate 0.001, x0.75 every 20,000 iterations, annealing over the first
+100,000, PSP features, MLL from 1000 particles x 100 repeats.
+`quick` keeps K, VIMCO and PSP, and trains 10,000 iterations at learning rate 0.003 (x0.75
+every 5,000) with 2,000 iterations of annealing; MLL from 1000 particles x 10 repeats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vbpi_mix.inference.trainer import TrainingConfig
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A training budget and schedule plus the evaluation it ends with."""
+
+    name: str
+    iterations: int
+    learning_rate: float
+    decay_every: int
+    warmup: int
+    eval_repeats: int
+    eval_every: int
+    particles: int = 10
+    eval_particles: int = 1000
+
+    def training(self, estimator: str, subset: int | None, seed: int) -> TrainingConfig:
+        return TrainingConfig(
+            iterations=self.iterations,
+            particles=self.particles,
+            estimator=estimator,
+            subset=subset,
+            objective="vimco",
+            topology_lr=self.learning_rate,
+            branch_lr=self.learning_rate,
+            decay_every=self.decay_every,
+            warmup=self.warmup,
+            eval_every=self.eval_every,
+            eval_particles=self.eval_particles,
+            seed=seed,
+        )
+
+
+PROTOCOLS = {
+    "paper": Protocol("paper", 400_000, 0.001, 20_000, 100_000, 100, 20_000),
+    "quick": Protocol("quick", 10_000, 0.003, 5_000, 2_000, 10, 1_000),
+}

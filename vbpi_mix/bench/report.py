@@ -1,0 +1,125 @@
+"""Bench results as JSON, Markdown and CSV, with the published numbers side by side, and the
+bench figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+from collections import defaultdict
+from datetime import date
+from importlib.resources import files
+from pathlib import Path
+
+from vbpi_mix.bench.plots import plot_mll_boxes, plot_seconds_per_iteration, plot_training_curves
+from vbpi_mix.io.text_files import write_text_atomic
+
+COLUMNS = (
+    "dataset", "estimator", "A", "S", "seed", "iterations", "seconds", "s/iter", "ELBO",
+    "MLL", "MLL sd", "KL golden", "golden mass missing", "Pareto k", "MrBayes SS",
+    "VBPI MLL", "VBPI ELBO",
+)  # fmt: skip
+
+
+def published_numbers() -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(dataset, method, quantity) -> (mean, sd), from the package's published.tsv."""
+    text = files("vbpi_mix.bench").joinpath("published.tsv").read_text()
+    rows = [line for line in text.splitlines() if line and not line.startswith("#")]
+    table = {}
+    for row in csv.DictReader(rows, delimiter="\t"):
+        key = (row["dataset"], row["method"], row["quantity"])
+        table[key] = (float(row["mean"]), float(row["sd"]))
+    return table
+
+
+def table_rows(results: list[dict]) -> list[dict]:
+    """One row per finished setting, published values alongside."""
+    published, rows = published_numbers(), []
+    for result in results:
+        setting, summary = result["setting"], result["summary"]
+        dataset = setting["dataset"]
+
+        kl = summary.get("kl_golden_covered")
+        missing = summary.get("golden_mass_unreachable")
+        rows.append({
+            "dataset": dataset, "estimator": setting["estimator"].upper(),
+            "A": setting["components"],
+            "S": setting["subset"] if setting["subset"] is not None else "",
+            "seed": setting["seed"], "iterations": summary["iterations"],
+            "seconds": f"{summary['seconds']:.0f}",
+            "s/iter": f"{summary['seconds_per_iteration']:.4f}",
+            "ELBO": f"{summary['elbo']:.2f}", "MLL": f"{summary['mll_mean']:.2f}",
+            "MLL sd": f"{summary['mll_std']:.2f}",
+            "KL golden": f"{kl:.3f}" if kl is not None else "",
+            "golden mass missing": f"{missing:.2g}" if missing is not None else "",
+            "Pareto k": f"{summary['pareto_k']:.2f}",
+            "MrBayes SS": _reference(published, dataset, "MrBayes SS", "mll"),
+            "VBPI MLL": _reference(published, dataset, "VBPI", "mll"),
+            "VBPI ELBO": _reference(published, dataset, "VBPI", "elbo"),
+        })  # fmt: skip
+    return rows
+
+
+def _reference(published: dict, dataset: str, method: str, quantity: str) -> str:
+    value = published.get((dataset, method, quantity))
+    return f"{value[0]:.2f} ({value[1]:.2f})" if value else ""
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict]) -> str:
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return stream.getvalue()
+
+
+def write_report(
+    results: list[dict], out: Path, protocol: str, unfinished: list[str], plots: bool = True
+) -> list[Path]:
+    """OUT/results.{json,md,csv} and, with `plots`, OUT/plots/*; returns the paths."""
+    rows = table_rows(results)
+    header = (
+        f"# vbpi-mix bench, protocol `{protocol}`\n\n{date.today().isoformat()}, "
+        f"{platform.node()} ({platform.machine()}, {platform.system()}, Python "
+        f"{platform.python_version()}). Seconds are training wall clock; MLL is mean (sd) of "
+        "the repeated 1000-particle estimates; KL is KL(golden || q) over the golden topologies "
+        "q can reach, renormalised, and the golden mass it cannot reach is listed beside it.\n\n"
+    )
+    if unfinished:
+        header += f"Not finished (not reported): {', '.join(unfinished)}.\n\n"
+    texts = {
+        "results.json": json.dumps(results, indent=2) + "\n",
+        "results.md": header + markdown_table(rows),
+        "results.csv": csv_table(rows),
+    }
+    paths = []
+    for name, text in texts.items():
+        write_text_atomic(out / name, text)
+        paths.append(out / name)
+    if plots and results:
+        paths += _figures(results, out)
+    return paths
+
+
+def _figures(results: list[dict], out: Path) -> list[Path]:
+    published = {
+        dataset: value[0]
+        for (dataset, method, quantity), value in published_numbers().items()
+        if method == "MrBayes SS" and quantity == "mll"
+    }
+    paths = plot_mll_boxes(results, published, out / "plots" / "mll_boxes")
+    paths += plot_seconds_per_iteration(results, out / "plots" / "seconds_per_iteration")
+    by_dataset: dict[str, dict[str, Path]] = defaultdict(dict)
+    for result in results:
+        folder = Path(result["run_dir"])
+        by_dataset[result["setting"]["dataset"]][folder.name] = folder
+    for dataset, runs in sorted(by_dataset.items()):
+        paths += plot_training_curves(runs, out / "plots" / f"training_{dataset}", dataset)
+    return paths

@@ -1,0 +1,135 @@
+"""`vbpi-mix bench`: fits and evaluations over data sets x estimators x A x S x seeds.
+
+Every setting is a run folder OUT/DSn/<estimator>-A<A>[-S<S>]-seed<k>; it holds the fit
+(resumable) and, once training and evaluation are both done, result.json. Only settings with
+a result.json are reported as finished, so an interrupted bench resumes where it stopped and
+never reports a half-finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vbpi_mix.bench.datasets import alignment_path, golden_paths, ufboot_paths
+from vbpi_mix.bench.plots import plot_posterior_against_golden
+from vbpi_mix.bench.protocols import Protocol
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
+from vbpi_mix.io.text_files import read_text, write_text_atomic
+from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.trees.support import build_support, golden_probabilities
+
+RESULT = "result.json"
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One cell of the grid."""
+
+    dataset: str
+    estimator: str
+    components: int
+    subset: int | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        subset = f"-S{self.subset}" if self.subset is not None else ""
+        return f"{self.estimator}-A{self.components}{subset}-seed{self.seed}"
+
+
+def grid(
+    datasets: list[str], estimators: list[str], components: list[int], subsets: list[int],
+    seeds: int,
+) -> list[Setting]:  # fmt: skip
+    """Every valid combination: A2A ignores S; S2A and S2S need S < A (S2S with S = A is A2A,
+    S2A with S = A draws every component, A2A again)."""
+    settings = []
+    for dataset in datasets:
+        for a in components:
+            for estimator in estimators:
+                choices = [None] if estimator == "a2a" else [s for s in subsets if s < a]
+                settings += [
+                    Setting(dataset, estimator, a, s, seed)
+                    for s in choices
+                    for seed in range(seeds)
+                ]
+    return settings
+
+
+def finished_result(folder: Path, protocol: Protocol) -> dict | None:
+    """The result of a finished run under this protocol, else None."""
+    path = folder / RESULT
+    if not path.is_file():
+        return None
+    result = json.loads(read_text(path))
+    return result if result["protocol"] == asdict(protocol) else None
+
+
+def run_setting(
+    setting: Setting, protocol: Protocol, data_dir: Path, out: Path, progress: bool
+) -> dict:
+    """Fit (or resume) one setting, evaluate it and write its result.json atomically."""
+    folder = out / setting.dataset / setting.name
+    done = finished_result(folder, protocol)
+    if done is not None:
+        return done
+    alignment = alignment_path(data_dir, setting.dataset)
+    taxa = load_alignment(alignment).taxa
+    support = build_support(ufboot_paths(data_dir, setting.dataset), taxa, progress=False)
+    model = ModelConfig(alignment=str(alignment.resolve()), components=setting.components)
+    training = protocol.training(setting.estimator, setting.subset, setting.seed)
+    run = create_run(folder, model, training, support)
+    run.trainer.run(progress=progress)
+    golden = None
+    if (data_dir / setting.dataset / "golden").is_dir():  # DS1-DS4
+        golden = golden_probabilities(golden_paths(data_dir, setting.dataset), taxa)
+    summary = summarize(
+        run, protocol.eval_particles, protocol.eval_repeats, setting.seed, golden, progress
+    )
+    if golden is not None:
+        plot_posterior_against_golden(run.mixture, golden, folder, setting.dataset)
+    result = {
+        "setting": asdict(setting), "protocol": asdict(protocol), "run_dir": str(folder),
+        "summary": summary,
+    }  # fmt: skip
+    write_text_atomic(folder / RESULT, json.dumps(result, indent=2) + "\n")
+    LOG.info("%s %s finished", setting.dataset, setting.name)
+    return result
+
+
+def collect_finished(
+    settings: list[Setting], protocol: Protocol, out: Path
+) -> tuple[list[dict], list[str]]:
+    """Results of the finished settings, and the names of the others."""
+    results, unfinished = [], []
+    for setting in settings:
+        result = finished_result(out / setting.dataset / setting.name, protocol)
+        if result is None:
+            unfinished.append(f"{setting.dataset}/{setting.name}")
+        else:
+            results.append(result)
+    return results, unfinished
+
+
+def run_bench(
+    settings: list[Setting], protocol: Protocol, data_dir: Path, out: Path, resume: bool,
+    progress: bool = True,
+) -> None:  # fmt: skip
+    """Run every setting in order; finished ones are skipped (see `collect_finished`)."""
+    existing = [p for p in out.glob("DS*/*") if p.is_dir()] if out.is_dir() else []
+    if existing and not resume:
+        raise VbpiMixError(
+            f"{out} already holds bench runs; add --resume to continue them or choose a new --out"
+        )
+    for setting in settings:  # fail early on missing data, not hours in
+        alignment_path(data_dir, setting.dataset)
+        ufboot_paths(data_dir, setting.dataset)
+    for setting in tqdm(settings, desc="bench", unit="run", disable=not progress or None):
+        run_setting(setting, protocol, data_dir, out, progress)
