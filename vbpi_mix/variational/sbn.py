@@ -66,6 +66,7 @@ class SBN(nn.Module):
         self.entry_logits = nn.Parameter(entries)
         self.register_buffer("entry_parent", torch.as_tensor(index.entry_parent))
         self.register_buffer("members", torch.as_tensor(index.members))
+        self.n_parents = index.members.shape[0]
 
     @property
     def n_components(self) -> int:
@@ -78,10 +79,15 @@ class SBN(nn.Module):
     def entry_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q(child | parent) `[A, M]` (or of the given components only): each logit
         against its parent's entries only."""
-        logits = self.entry_logits[component_rows(components)]
-        grouped = _with_missing(logits)[:, self.members]  # [A, P, W]
-        normaliser = torch.logsumexp(grouped, dim=-1)  # [A, P]
-        return logits - normaliser[:, self.entry_parent]
+        logits = self.entry_logits[component_rows(components)]  # [A, M]
+        parent = self.entry_parent.expand_as(logits)
+        with torch.no_grad():  # any per-family shift c gives the same value and gradient
+            shift = torch.full(
+                (logits.shape[0], self.n_parents), -torch.inf, dtype=logits.dtype
+            ).scatter_reduce(1, parent, logits, "amax")
+        shifted = logits - shift[:, self.entry_parent]
+        sums = torch.zeros_like(shift).index_add(1, self.entry_parent, shifted.exp())
+        return shifted - sums.log()[:, self.entry_parent]
 
     def tables(self, parents: np.ndarray) -> TopologyTables:
         """Scoring tables for parent arrays `[B, 2N-3]` (component-independent, reusable)."""
