@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Quick start, part 1: install vbpi-mix, fit a variational posterior to the bundled example
-# (16 taxa, 800 sites, its UFBoot support bundled) and print its summary. About a minute.
+# (16 taxa, 800 sites, its UFBoot support bundled), print its summary, then summarise the
+# posterior into runs/example/posterior (topology probabilities, splits, MAP and consensus
+# trees). About a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/vbpi-mix fit data/example.fasta --support-dir data/example_support \
   --out runs/example --iterations 1500 --lr 0.01 --warmup 500 "$@"
+echo
+.venv/bin/vbpi-mix summarize runs/example
+echo
 # The simulation's true tree in the same canonical form, to compare with the MAP topology.
 .venv/bin/python - <<'PY'
 from vbpi_mix.io.tree_files import read_tree_file
