@@ -2,6 +2,7 @@
 the cost that S2A/S2S are meant to cut (Hotti et al. 2024), all settings in one run.
 
     python -m benchmarks.iteration [--data DIR] [--components 1 2 5 10 20] [--iterations 10]
+        [--plot benchmarks/results/iteration]   # also draws the table as PNG and PDF
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import benchmark_arguments, start
 from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
+from vbpi_mix.bench.plots import plot_seconds_against_components
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run
 from vbpi_mix.inference.trainer import TrainingConfig
@@ -41,6 +43,7 @@ def main() -> None:
     parser = benchmark_arguments(__doc__.split("\n")[0])
     parser.add_argument("--components", type=int, nargs="+", default=[1, 2, 5, 10, 20])
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--plot", type=Path, metavar="STEM", help="write STEM.png and STEM.pdf")
     args = parser.parse_args()
     data_dir = start(args, "seconds per iteration, DS1, K=10, VIMCO, PSP")
     fasta = alignment_path(data_dir, "DS1")
@@ -50,17 +53,21 @@ def main() -> None:
     labels = [f"{name.upper()}" + (f" S={s}" if s else "") for name, s in SETTINGS]
     print("| A | " + " | ".join(labels) + " |")
     print("|---:|" + "---:|" * len(labels))
+    series: dict[str, list[tuple[int, float]]] = {label: [] for label in labels}
     for components in args.components:
         cells = []
-        for estimator, subset in SETTINGS:
+        for label, (estimator, subset) in zip(labels, SETTINGS, strict=True):
             try:
                 value = seconds_per_iteration(
                     fasta, support, components, estimator, subset, args.iterations
                 )
                 cells.append(f"{value:.3f}")
+                series[label].append((components, value))
             except VbpiMixError:  # e.g. S > A, or S2S with S = A (that is A2A)
                 cells.append("-")
         print(f"| {components} | " + " | ".join(cells) + " |", flush=True)
+    if args.plot:
+        plot_seconds_against_components(series, args.plot, "DS1, K=10, 2 cores")
 
 
 if __name__ == "__main__":

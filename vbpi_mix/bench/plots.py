@@ -119,17 +119,26 @@ def plot_mll_boxes(results: list[dict], published: dict[str, float], stem: Path)
 
 def plot_seconds_per_iteration(results: list[dict], stem: Path) -> list[Path]:
     """Seconds per training iteration against A, one line per data set and estimator/S."""
-    lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for result in results:
         setting = result["setting"]
         label = f"{setting['dataset']} {_setting_label(setting, with_a=False)}"
-        lines[label].append((setting["components"], result["summary"]["seconds_per_iteration"]))
+        series[label].append((setting["components"], result["summary"]["seconds_per_iteration"]))
+    return plot_seconds_against_components(series, stem)
+
+
+def plot_seconds_against_components(
+    series: dict[str, list[tuple[int, float]]], stem: Path, title: str = ""
+) -> list[Path]:
+    """The headline figure of Hotti et al.: seconds per iteration against the number of
+    components A, one line per estimator (label -> [(A, seconds)])."""
     figure, axis = plt.subplots(figsize=(6, 4.2))
-    for label, points in sorted(lines.items()):
-        points.sort()
+    for label, points in sorted(series.items()):
+        points = sorted(points)
         axis.plot([a for a, _ in points], [s for _, s in points], "o-", label=label)
     axis.set_xlabel("components A")
     axis.set_ylabel("seconds per iteration")
+    axis.set_title(title)
     axis.legend(fontsize=7)
     return save_figure(figure, stem)
 

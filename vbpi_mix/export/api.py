@@ -27,7 +27,7 @@ from vbpi_mix.export.posterior import (
 )
 from vbpi_mix.export.tree_writers import sample_newick
 from vbpi_mix.inference.runs import Run, open_run
-from vbpi_mix.trees.conversions import to_dendropy
+from vbpi_mix.trees.conversions import to_dendropy, to_ete3
 from vbpi_mix.trees.topology import Topology
 
 
@@ -74,6 +74,11 @@ class Posterior:
         """The MAP topology with its mean branch lengths under q, as a DendroPy tree."""
         topology, _ = self.map_topology(extra)
         return to_dendropy(topology, mean_branch_lengths(self.run.mixture, topology))
+
+    def map_tree_ete3(self, extra: tuple[Topology, ...] = ()) -> ete3.Tree:
+        """The MAP topology with its mean branch lengths, as an ete3 tree."""
+        topology, _ = self.map_topology(extra)
+        return to_ete3(topology, mean_branch_lengths(self.run.mixture, topology))
 
     def consensus_tree(self, n: int = 10_000, seed: int = 0) -> dendropy.Tree:
         """Majority-rule consensus of n draws, split frequencies as node labels."""
