@@ -203,9 +203,7 @@ def test_sample_and_summarize_commands(example_run, tmp_path, capsys):
     assert topology_from_dendropy(map_tree, posterior.taxa)[0] == best
     ete_topology, ete_lengths = topology_from_ete3(posterior.map_tree_ete3(), posterior.taxa)
     assert ete_topology == best
-    assert ete_lengths == pytest.approx(
-        mean_branch_lengths(posterior.run.mixture, best), rel=1e-9
-    )
+    assert ete_lengths == pytest.approx(mean_branch_lengths(posterior.run.mixture, best), rel=1e-9)
     consensus = ete3.Tree(str(tmp_path / "post" / "consensus.nwk"), format=0)
     assert len(consensus) == len(posterior.taxa)
 

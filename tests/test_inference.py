@@ -151,7 +151,6 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
     taxa = load_alignment(EXAMPLE_FASTA).taxa
     truth = topology_from_dendropy(read_tree_file(EXAMPLE_TREE)[0], taxa)[0]
     assert summary["map_topology"] == truth.newick()
-    assert summary["map_probability"] > 0.5
     assert np.isfinite(summary["mll_mean"]) and summary["mll_mean"] >= summary["elbo"]
     assert "MAP topology" in result.stdout
     # a golden run that is certain of the true tree: KL = -log q(truth) = -log(MAP probability)

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, full_set, topology_tables
+from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
 from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
 
 SBNInit = Literal["uniform", "counts"]
 
@@ -123,84 +124,18 @@ class SBN(nn.Module):
         arrays `[n, 2N-3]` ready for the likelihood kernel (not in canonical form) and the
         tables that score them under every component.
 
-        Draw a root split, then split every open clade given its parent subsplit, all
-        particles' open clades of one depth together; finally forget the root.
+        Draw a root split, then split every clade given its parent subsplit down to the tips
+        (compiled, `sbn_sampling`); the root split's internal side becomes the trifurcating root.
         """
         index, n = self.index, self.index.n_taxa
         components = np.asarray(components, dtype=np.int64)
-        n_particles = components.size
-        particle_ids = np.arange(n_particles)
-        full = full_set(n)
-        probabilities = torch.softmax(self.root_logits[torch.as_tensor(components)], dim=-1)
-        draw = torch.multinomial(probabilities, 1, generator=generator).squeeze(1).numpy()
-        west = index.root_splits[draw]
-        east = full ^ west
-        parents = np.full((n_particles, 2 * n - 2), -1, dtype=np.int64)
-        next_id = np.full(n_particles, n, dtype=np.int64)
-        owner = np.concatenate([particle_ids, particle_ids])
-        clade = np.concatenate([west, east])
-        sister = np.concatenate([east, west])
-        node = _new_nodes(owner, clade, next_id)
-        west_id, east_id = node.reshape(2, -1)
-        padded_logits = _with_missing(self.entry_logits)  # [A, M + 1]
-        while True:
-            internal = np.bitwise_count(clade) > 1
-            clade, sister, node, owner = (
-                clade[internal],
-                sister[internal],
-                node[internal],
-                owner[internal],
-            )
-            if clade.size == 0:
-                break
-            parent = index.parent_ids(clade, sister)
-            rows = self.members[torch.as_tensor(parent)]  # [K, W]
-            logits = padded_logits[torch.as_tensor(components[owner])[:, None], rows]
-            choice = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
-            entry = rows.gather(1, choice).squeeze(1).numpy()
-            side_a = index.entry_child[entry]
-            side_b = clade ^ side_a
-            ids = _new_nodes(
-                np.concatenate([owner, owner]), np.concatenate([side_a, side_b]), next_id
-            )
-            a_id, b_id = ids.reshape(2, -1)
-            parents[owner, a_id] = node
-            parents[owner, b_id] = node
-            clade = np.concatenate([side_a, side_b])
-            sister = np.concatenate([side_b, side_a])
-            node = np.concatenate([a_id, b_id])
-            owner = np.concatenate([owner, owner])
-        # Forget the root: join west and east; the internal one of them becomes node 2N-3.
-        west_internal = np.bitwise_count(west) > 1
-        root_node = np.where(west_internal, west_id, east_id)
-        other = np.where(west_internal, east_id, west_id)
-        parents[particle_ids, other] = root_node
-        parents = _relabel_root(parents, root_node, 2 * n - 3)
+        used, rows = np.unique(components, return_inverse=True)
+        root_cumulative = torch.softmax(self.root_logits[torch.as_tensor(used)], -1).cumsum(-1)
+        entry_probabilities = self.entry_log_probs(used).exp()
+        uniforms = torch.rand((components.size, n - 1), generator=generator, dtype=torch.float64)
+        parents = sample_parent_arrays(
+            rows.astype(np.int64), uniforms[:, 0].numpy(), uniforms[:, 1:].numpy(),
+            root_cumulative.numpy(), entry_probabilities.numpy(), index.members,
+            index.entry_child, index.root_splits, index.clades, index.parent_keys, n,
+        )  # fmt: skip
         return SampledTopologies(parents, self.tables(parents))
-
-
-def _new_nodes(owner: np.ndarray, clades: np.ndarray, next_id: np.ndarray) -> np.ndarray:
-    """Node ids for new clades: tips are their taxon; internal nodes take each particle's next
-    free ids in order (updates `next_id`)."""
-    is_tip = np.bitwise_count(clades) == 1
-    ids = np.empty(clades.size, dtype=np.int64)
-    ids[is_tip] = np.log2(clades[is_tip].astype(np.float64)).astype(np.int64)
-    inner_owner = owner[~is_tip]
-    order = np.argsort(inner_owner, kind="stable")
-    sorted_owner = inner_owner[order]
-    group_start = np.searchsorted(sorted_owner, sorted_owner)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size) - group_start
-    ids[~is_tip] = next_id[inner_owner] + rank
-    next_id += np.bincount(inner_owner, minlength=next_id.size)
-    return ids
-
-
-def _relabel_root(parents: np.ndarray, root_node: np.ndarray, target: int) -> np.ndarray:
-    """Swap node ids `root_node` and `target` per particle and drop the root's (empty) entry:
-    `[n, 2N-2]` -> `[n, 2N-3]` with the root at `target`."""
-    rows = np.arange(parents.shape[0])
-    old = root_node[:, None]
-    relabelled = np.where(parents == old, target, np.where(parents == target, old, parents))
-    relabelled[rows, root_node] = relabelled[rows, target]
-    return relabelled[:, :target]
