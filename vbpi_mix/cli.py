@@ -17,7 +17,7 @@ from vbpi_mix import __version__
 from vbpi_mix.bench.datasets import DATASET_NAMES, find_data_dir
 from vbpi_mix.bench.protocols import PROTOCOLS
 from vbpi_mix.bench.report import write_report
-from vbpi_mix.bench.runner import collect_finished, grid, run_bench
+from vbpi_mix.bench.runner import check_bench, collect_finished, grid, run_bench
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.export.api import Posterior
 from vbpi_mix.export.posterior import topology_probabilities
@@ -355,8 +355,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if not settings:
         raise VbpiMixError("no valid settings: S2A and S2S need --subset S below --components A")
     out = Path(args.out)
+    check_bench(settings, data_dir, out, args.resume)
     try:
-        run_bench(settings, protocol, data_dir, out, args.resume, progress=not args.quiet)
+        run_bench(settings, protocol, data_dir, out, progress=not args.quiet)
     finally:
         results, unfinished = collect_finished(settings, protocol, out)
         paths = write_report(results, out, protocol.name, unfinished)

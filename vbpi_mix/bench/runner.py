@@ -118,18 +118,21 @@ def collect_finished(
     return results, unfinished
 
 
-def run_bench(
-    settings: list[Setting], protocol: Protocol, data_dir: Path, out: Path, resume: bool,
-    progress: bool = True,
-) -> None:  # fmt: skip
-    """Run every setting in order; finished ones are skipped (see `collect_finished`)."""
+def check_bench(settings: list[Setting], data_dir: Path, out: Path, resume: bool) -> None:
+    """Fail early, not hours in: missing data, or runs in `out` without --resume."""
     existing = [p for p in out.glob("DS*/*") if p.is_dir()] if out.is_dir() else []
     if existing and not resume:
         raise VbpiMixError(
             f"{out} already holds bench runs; add --resume to continue them or choose a new --out"
         )
-    for setting in settings:  # fail early on missing data, not hours in
+    for setting in settings:
         alignment_path(data_dir, setting.dataset)
         ufboot_paths(data_dir, setting.dataset)
+
+
+def run_bench(
+    settings: list[Setting], protocol: Protocol, data_dir: Path, out: Path, progress: bool = True
+) -> None:
+    """Run every setting in order; finished ones are skipped (see `collect_finished`)."""
     for setting in tqdm(settings, desc="bench", unit="run", disable=not progress or None):
         run_setting(setting, protocol, data_dir, out, progress)

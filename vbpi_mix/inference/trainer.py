@@ -121,7 +121,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.iteration = state["iteration"]
-        self.training_seconds = state["training_seconds"]
+        self.training_seconds = state.get("training_seconds", 0.0)  # older checkpoints lack it
         self._truncate_metrics()
         LOG.info("resumed at iteration %d", self.iteration)
         return True
