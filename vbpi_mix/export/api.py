@@ -60,7 +60,7 @@ class Posterior:
     def ete3_trees(self, n: int, seed: int = 0) -> list[ete3.Tree]:
         """n sampled trees as ete3 trees (trifurcating at the root)."""
         sample = self.sample(n, seed)
-        return [ete3.Tree(sample.newick(i), format=1) for i in range(n)]
+        return [ete3.Tree(sample.newick(i), format=1, quoted_node_names=True) for i in range(n)]
 
     def topology_probabilities(self, n: int = 10_000, seed: int = 0) -> list[TopologyProbability]:
         """Exact q of the distinct topologies among n draws, most probable first."""

@@ -53,4 +53,6 @@ def to_dendropy(
 
 def to_ete3(topology: Topology, lengths: Sequence[float] | None = None) -> ete3.Tree:
     """An ete3 tree (trifurcating at the canonical root, so unrooted in ete3's sense)."""
-    return ete3.Tree(topology.newick(lengths), format=1 if lengths is not None else 9)
+    return ete3.Tree(
+        topology.newick(lengths), format=1 if lengths is not None else 9, quoted_node_names=True
+    )
