@@ -6,13 +6,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import dendropy
 import pytest
+import torch
 
-from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE
+from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix.cli import main
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
@@ -143,3 +146,25 @@ def test_support_without_iqtree_says_how_to_install(tmp_path):
 def test_support_rejects_too_few_bootstrap_trees(tmp_path):
     result = run_cli("support", str(EXAMPLE_FASTA), "-o", str(tmp_path), "--bootstrap", "500")
     assert result.returncode == 2 and "at least 1000" in result.stderr
+
+
+def test_sigterm_stops_like_ctrl_c_and_keeps_the_run_resumable(tmp_path):
+    """A killed fit (SIGTERM) exits 130 with one line and leaves no half-written file."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vbpi_mix.cli", "fit", str(EXAMPLE_FASTA), "--support-dir",
+         str(REPO_ROOT / "data" / "example_support"), "--out", str(out), "--iterations",
+         "100000", "--quiet"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out / "metrics.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == ["vbpi-mix: interrupted"]
+    assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.is_file():  # the last periodic checkpoint, whole
+        assert torch.load(checkpoint, weights_only=False)["iteration"] >= 0
