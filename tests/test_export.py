@@ -196,6 +196,7 @@ def test_sample_and_summarize_commands(example_run, tmp_path, capsys):
                  "--quiet"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "MAP topology" in printed and "95% credible set" in printed
+    assert (tmp_path / "post" / "training_curves.png").is_file()
     posterior = Posterior.open(example_run)
     map_tree = dendropy.Tree.get(path=str(tmp_path / "post" / "map_tree.nwk"), schema="newick",
                                  preserve_underscores=True)  # fmt: skip

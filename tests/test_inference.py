@@ -162,6 +162,7 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
     assert evaluated.returncode == 0 and "marginal likelihood" in evaluated.stdout
     kl = json.loads((out / "summary.json").read_text())["kl_golden_covered"]
     assert kl == pytest.approx(-np.log(summary["map_probability"]), rel=1e-9)
+    assert (out / "posterior_vs_golden.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from vbpi_mix import __version__
 from vbpi_mix.bench.datasets import DATASET_NAMES, find_data_dir
+from vbpi_mix.bench.plots import plot_posterior_against_golden, plot_training_curves
 from vbpi_mix.bench.protocols import PROTOCOLS
 from vbpi_mix.bench.report import write_report
 from vbpi_mix.bench.runner import check_bench, collect_finished, grid, run_bench
@@ -276,6 +277,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     golden = golden_probabilities(args.golden, run.alignment.taxa) if args.golden else None
     summary = summarize(run, args.particles, args.repeats, args.seed, golden, not args.quiet)
     _print_summary(summary, None)
+    if golden is not None:
+        paths = plot_posterior_against_golden(run.mixture, golden, run.folder, run.folder.name)
+        print("q against the golden run: " + ", ".join(str(path) for path in paths))
     return 0
 
 
@@ -310,6 +314,8 @@ def run_summarize(args: argparse.Namespace) -> int:
     posterior = Posterior.open(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / "posterior"
     summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
+    run_dir = Path(args.run_dir)
+    curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
     credible = summary.credible_set_size
     print(f"trees drawn from q:     {summary.n_trees}")
     print(f"distinct topologies:    {len(summary.table)}")
@@ -325,7 +331,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     for row in summary.table[:5]:
         cumulative += row.probability
         print(f"  {row.probability:.4f}  {cumulative:.4f}  {row.topology.newick()}")
-    print("files: " + ", ".join(str(path) for path in summary.files))
+    print("files: " + ", ".join(str(path) for path in summary.files + curves))
     return 0
 
 
@@ -580,7 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="marginal likelihood, ELBO and MAP topology of a fitted run",
         description="Evaluate a run folder written by `vbpi-mix fit`: marginal likelihood by "
-        "importance sampling, ELBO, MAP topology, and KL(golden || q) with --golden.",
+        "importance sampling, ELBO, ESS and PSIS k-hat, MAP topology; with --golden also "
+        "KL(golden || q) and RUN_DIR/posterior_vs_golden.png/.pdf (topology probabilities and "
+        "split support under q against the golden run).",
         epilog="example:\n  vbpi-mix evaluate runs/ds1 --golden DS1/golden/rep_*.trprobs.gz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -627,8 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="topology probabilities, split support, MAP and consensus trees of a fit",
         description="Draw N trees from q and write OUT/topologies.tsv and topologies.trprobs "
         "(exact q of each sampled topology, sorted, cumulative), splits.tsv (split "
-        "frequencies), map_tree.nwk (MAP topology with mean branch lengths) and consensus.nwk "
-        "(majority rule, split frequencies as node labels); print the highlights.",
+        "frequencies), map_tree.nwk (MAP topology with mean branch lengths), consensus.nwk "
+        "(majority rule, split frequencies as node labels) and training_curves.png/.pdf "
+        "(bound and MLL against iterations and seconds); print the highlights.",
         epilog=SUMMARIZE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
