@@ -145,7 +145,8 @@ def _entry_keys(s_id: np.ndarray, a_id: np.ndarray, b_id: np.ndarray, q: np.int6
 
 
 def _parent_keys(s_id: np.ndarray, c_id: np.ndarray, q: np.int64) -> np.ndarray:
-    """One int64 key per parent subsplit (sister, clade being split) of clade ids."""
+    """One int64 key per parent subsplit (sister, clade being split) of clade ids (the compiled
+    sampler, variational/sbn_sampling.py, computes the same key)."""
     return s_id * q + c_id
 
 
@@ -192,12 +193,6 @@ class SubsplitIndex:
         s_id, a_id, b_id = self.clade_ids(sister), self.clade_ids(side_a), self.clade_ids(side_b)
         ids = _lookup(self.entry_keys, _entry_keys(s_id, a_id, b_id, q))
         return np.where((s_id < 0) | (a_id < 0) | (b_id < 0), -1, ids)
-
-    def parent_ids(self, clade: np.ndarray, sister: np.ndarray) -> np.ndarray:
-        """Index of the parent subsplit (clade being split, its sister), -1 if unknown."""
-        c_id, s_id = self.clade_ids(clade), self.clade_ids(sister)
-        ids = _lookup(self.parent_keys, _parent_keys(s_id, c_id, np.int64(self.clades.size)))
-        return np.where((c_id < 0) | (s_id < 0), -1, ids)
 
     def root_ids(self, clades: np.ndarray) -> np.ndarray:
         """Root-split index of edges given by the clade on one side, -1 if unknown."""

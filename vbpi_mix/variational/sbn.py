@@ -66,7 +66,6 @@ class SBN(nn.Module):
         self.root_logits = nn.Parameter(root)
         self.entry_logits = nn.Parameter(entries)
         self.register_buffer("entry_parent", torch.as_tensor(index.entry_parent))
-        self.register_buffer("members", torch.as_tensor(index.members))
         self.n_parents = index.members.shape[0]
 
     @property

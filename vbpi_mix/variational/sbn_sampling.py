@@ -90,6 +90,7 @@ def sample_parent_arrays(
         while depth > 0:
             depth -= 1
             clade, sister, node = stack_clade[depth], stack_sister[depth], stack_node[depth]
+            # the parent key of subsplits._parent_keys: sister id * Q + clade id
             key = np.searchsorted(clades, sister) * n_clades + np.searchsorted(clades, clade)
             family = np.searchsorted(parent_keys, key)
             u, total, entry = split_uniforms[i, k], 0.0, -1
