@@ -74,12 +74,12 @@ def finished_result(folder: Path, protocol: Protocol) -> dict | None:
 
 def run_setting(
     setting: Setting, protocol: Protocol, data_dir: Path, out: Path, progress: bool
-) -> dict:
-    """Fit (or resume) one setting, evaluate it and write its result.json atomically."""
+) -> None:
+    """Fit (or resume) one setting, evaluate it and write its result.json atomically; a
+    setting already finished under this protocol is left as it is."""
     folder = out / setting.dataset / setting.name
-    done = finished_result(folder, protocol)
-    if done is not None:
-        return done
+    if finished_result(folder, protocol) is not None:
+        return
     alignment = alignment_path(data_dir, setting.dataset)
     taxa = load_alignment(alignment).taxa
     support = build_support(ufboot_paths(data_dir, setting.dataset), taxa, progress=False)
@@ -101,7 +101,6 @@ def run_setting(
     }  # fmt: skip
     write_text_atomic(folder / RESULT, json.dumps(result, indent=2) + "\n")
     LOG.info("%s %s finished", setting.dataset, setting.name)
-    return result
 
 
 def collect_finished(

@@ -8,9 +8,10 @@ node labels). Every file is written atomically.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from vbpi_mix.export.api import Posterior
 from vbpi_mix.export.posterior import (
@@ -41,11 +42,8 @@ class PosteriorSummary:
 
 def credible_set_size(table: list[TopologyProbability], mass: float = CREDIBLE_MASS) -> int | None:
     """Fewest most-probable topologies whose q adds up to `mass` (None when they do not)."""
-    cumulative, total = [], 0.0
-    for row in table:
-        total += row.probability
-        cumulative.append(total)
-    size = bisect.bisect_left(cumulative, mass) + 1
+    cumulative = np.cumsum([row.probability for row in table])
+    size = int(np.searchsorted(cumulative, mass)) + 1
     return size if size <= len(table) else None
 
 
