@@ -183,3 +183,15 @@ def test_fit_rejects_invalid_combinations(tmp_path, extra, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):
+    small_run(tmp_path, 4).trainer.run(progress=False)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    state["mixture"]["sbn.unknown_buffer"] = torch.zeros(1)  # as from another version
+    torch.save(state, tmp_path / CHECKPOINT)
+    with pytest.raises(VbpiMixError, match="not a checkpoint of this vbpi-mix version"):
+        small_run(tmp_path, 4)
+    (tmp_path / CHECKPOINT).write_bytes(b"truncated")
+    with pytest.raises(VbpiMixError, match="not a checkpoint of this vbpi-mix version"):
+        small_run(tmp_path, 4)

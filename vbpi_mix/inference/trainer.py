@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -116,8 +117,16 @@ class Trainer:
         """Load the run folder's checkpoint if there is one; True when it was loaded."""
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).is_file():
             return False
-        state = torch.load(self.run_dir / CHECKPOINT, weights_only=False)
-        self.mixture.load_state_dict(state["mixture"])
+        path = self.run_dir / CHECKPOINT
+        try:
+            state = torch.load(path, weights_only=False)
+            self.mixture.load_state_dict(state["mixture"])
+        except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+            raise VbpiMixError(
+                f"{path}: not a checkpoint of this vbpi-mix version or fit ({first_line}); "
+                "start a new --out"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
