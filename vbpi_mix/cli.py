@@ -84,6 +84,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_alignment(parser: argparse.ArgumentParser) -> None:
+    """The ALIGNMENT argument and its --format, as every command that reads one takes them."""
+    parser.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (.gz accepted)")
+    parser.add_argument(
+        "--format",
+        choices=ALIGNMENT_FORMATS,
+        help="alignment format (default: detected from the content)",
+    )
+
+
+def _add_seed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Substitution-model options shared by every command that computes likelihoods."""
     group = parser.add_argument_group("substitution model (parameters fixed, not estimated)")
@@ -415,18 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=LOGLIK_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    loglik.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (.gz accepted)")
+    _add_alignment(loglik)
     loglik.add_argument(
         "trees", help="Newick or NEXUS tree file, one or many trees with branch lengths (.gz ok)"
     )
-    loglik.add_argument(
-        "--format",
-        choices=ALIGNMENT_FORMATS,
-        help="alignment format (default: detected from the content)",
-    )
     add_model_options(loglik)
     loglik.add_argument("--json", action="store_true", help="print a JSON list instead of TSV")
-    loglik.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(loglik)
     loglik.set_defaults(run=run_loglik)
 
     support = commands.add_parser(
@@ -437,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SUPPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    support.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (.gz accepted)")
+    _add_alignment(support)
     support.add_argument("-o", "--out", required=True, help="output folder for rep_k.ufboot.gz")
     support.add_argument(
         "--replicates", type=_positive_int, default=10, help="IQ-TREE runs (default: 10)"
@@ -449,12 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ultrafast bootstrap trees per run, at least 1000 (default: 10000)",
     )
     support.add_argument("--seed", type=int, default=1, help="seed of run 1; run k uses seed+k-1")
-    support.add_argument(
-        "--format",
-        choices=ALIGNMENT_FORMATS,
-        help="alignment format (default: detected from the content)",
-    )
-    support.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(support)
     support.set_defaults(run=run_support)
 
     fit = commands.add_parser(
@@ -467,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=FIT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fit.add_argument("alignment", help="DNA alignment: FASTA, NEXUS or PHYLIP (.gz accepted)")
+    _add_alignment(fit)
     source = fit.add_mutually_exclusive_group()
     source.add_argument(
         "--support",
@@ -577,9 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="marginal-likelihood repeats (default: 10)",
     )
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    fit.add_argument("--format", choices=ALIGNMENT_FORMATS, help="alignment format")
-    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_seed(fit)
+    _add_quiet(fit)
     fit.set_defaults(run=run_fit)
 
     evaluate = commands.add_parser(
@@ -597,8 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--particles", type=_positive_int, default=1000, help="particles per MLL estimate"
     )
     evaluate.add_argument("--repeats", type=_positive_int, default=10, help="MLL repeats")
-    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_seed(evaluate)
+    _add_quiet(evaluate)
     evaluate.add_argument(
         "--golden",
         nargs="+",
@@ -626,8 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOP.tsv",
         help="also write the distinct sampled topologies with their exact q (TSV)",
     )
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    sample.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_seed(sample)
+    _add_quiet(sample)
     sample.set_defaults(run=run_sample)
 
     summarize_parser = commands.add_parser(
@@ -648,8 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     summarize_parser.add_argument(
         "-o", "--out", metavar="DIR", help="output folder (default: RUN_DIR/posterior)"
     )
-    summarize_parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    summarize_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_seed(summarize_parser)
+    _add_quiet(summarize_parser)
     summarize_parser.set_defaults(run=run_summarize)
 
     bench = commands.add_parser(
@@ -680,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, metavar="DIR", help="bench folder")
     bench.add_argument("--resume", action="store_true",
                        help="continue the runs already in --out")  # fmt: skip
-    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_quiet(bench)
     bench.set_defaults(run=run_bench_command)
     return parser
 
