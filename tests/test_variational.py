@@ -14,7 +14,7 @@ from scipy import stats
 from vbpi_mix.inference.golden import kl_from_golden
 from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.phylo.priors import log_branch_prior, log_topology_prior
-from vbpi_mix.trees.random_tree import all_parents
+from vbpi_mix.trees.random_tree import all_parents, random_parents
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.topology import reroot, topology_from_parents, topology_from_parsed
 from vbpi_mix.variational.branch_lengths import MEAN_SHIFT, BranchLengthModel, edge_features
@@ -56,6 +56,17 @@ def test_sampling_frequencies_match_probabilities(n_taxa):
     assert observed.sum() == 100_000
     # chi-square against the exact probabilities; a wrong sampler fails with p ~ 0
     assert stats.chisquare(observed, probabilities * 100_000).pvalue > 1e-3
+
+
+def test_sampling_at_64_taxa_the_widest_bitset_returns_the_support_tree():
+    """64 taxa fill the uint64 clade bitsets (DS8): a one-tree support samples only that tree."""
+    taxa = tuple(f"t{i}" for i in range(64))
+    tree = random_parents(64, np.random.default_rng(11))
+    sbn = SBN(build_subsplit_index(tree[None], np.ones(1), 64), 2)
+    draws = sbn.sample(np.array([0, 1, 1]), torch.Generator().manual_seed(12))
+    expected = topology_from_parents(tree, taxa)
+    assert all(topology_from_parents(p, taxa) == expected for p in draws.parents)
+    torch.testing.assert_close(sbn.log_prob(draws.tables), torch.zeros(2, 3, dtype=torch.float64))
 
 
 def test_log_prob_of_sample_equals_log_prob_of_its_newick():
