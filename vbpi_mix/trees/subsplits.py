@@ -1,4 +1,5 @@
-"""Subsplit bookkeeping for the SBN, vectorised over batches of trees (numpy, uint64 bitsets).
+"""Subsplit bookkeeping for the SBN over batches of trees (uint64 bitsets); the per-tree walk
+is compiled (vbpi_mix.trees.rootings), the support lookups are vectorised numpy.
 
 Every internal node v of an unrooted tree has three sides (slots 0, 1, 2: its children and its
 parent side in the parent-array encoding, or the three children of the encoding's root). A
@@ -15,123 +16,39 @@ Clades are uint64 bitsets (bit i = taxon i), so N <= 64 taxa.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.trees.rootings import rooting_structure as compiled_rooting_structure
 
 MAX_TAXA = 64
 
 
-@dataclass(frozen=True)
-class TreeSides:
-    """Per-batch structure: `sides [B, N-2, 3]` (bitset of each side of each internal node),
-    `neighbours [B, N-2, 3]` (node across each side), `back_slot [B, N-2, 3]` (the slot of v
-    among the neighbour's sides, -1 for tips), `toward [B, E, N-2]` (slot of each internal
-    node towards edge r), `edge_clades [B, E]` (clade below each edge)."""
+class RootingStructure(NamedTuple):
+    """Per-batch structure (vbpi_mix.trees.rootings): `edge_clades [B, E]` (clade below each
+    edge), `triples [B, N-2, 9, 3]` (each internal node's nine candidate (sister, a, b)
+    bitset triples, index 3k + choice), `valid [B, N-2, 9]` and `choices [B, E, N-2]` (the
+    candidate each node uses when the tree is rooted on edge r)."""
 
-    n_taxa: int
-    sides: np.ndarray
-    neighbours: np.ndarray
-    back_slot: np.ndarray
-    toward: np.ndarray
     edge_clades: np.ndarray
+    triples: np.ndarray
+    valid: np.ndarray
+    choices: np.ndarray
 
 
 def full_set(n_taxa: int) -> np.uint64:
     return np.uint64((1 << n_taxa) - 1)
 
 
-def tree_sides(parents: np.ndarray, n_taxa: int) -> TreeSides:
-    """Sides, neighbours and the rooting table of trees given as parent arrays `[B, 2N-3]`."""
+def rooting_structure(parents: np.ndarray, n_taxa: int) -> RootingStructure:
+    """Candidate subsplit triples and rooting choices of trees given as parent arrays
+    `[B, 2N-3]`."""
     if n_taxa > MAX_TAXA:
         raise VbpiMixError(f"the SBN supports at most {MAX_TAXA} taxa; got {n_taxa}")
-    parents = np.asarray(parents, dtype=np.int64).reshape(-1, 2 * n_taxa - 3)
-    n, n_trees = n_taxa, parents.shape[0]
-    n_inner, root = n - 2, 2 * n - 3
-    full = full_set(n)
-    order = np.argsort(parents, axis=1, kind="stable")
-    children = np.empty((n_trees, n_inner, 3), dtype=np.int64)
-    children[:, : n - 3, :2] = order[:, : 2 * (n - 3)].reshape(n_trees, n - 3, 2)
-    children[:, : n - 3, 2] = parents[:, n:root]  # slot 2 of a non-root node: its parent
-    children[:, n - 3] = order[:, 2 * (n - 3) :]
-    batch = np.arange(n_trees)[:, None]
-
-    clade = np.zeros((n_trees, 2 * n - 2), dtype=np.uint64)
-    clade[:, :n] = np.left_shift(np.uint64(1), np.arange(n, dtype=np.uint64))
-    for _ in range(n):  # fixed point: at most the tree's height
-        below = clade[batch, children[:, : n - 3, 0]] | clade[batch, children[:, : n - 3, 1]]
-        if (below == clade[:, n:root]).all():
-            break
-        clade[:, n:root] = below
-    clade[:, root] = full
-
-    sides = clade[batch[:, :, None], children]  # [B, N-2, 3]
-    sides[:, : n - 3, 2] = full ^ clade[:, n:root]
-    neighbours = children
-
-    # Slot of v among its neighbour's sides (the neighbour is internal) or -1 (a tip).
-    inner_neighbour = np.clip(neighbours - n, 0, n_inner - 1)
-    neighbour_nodes = neighbours[batch[:, :, None], inner_neighbour]  # [B, N-2, 3, 3]
-    own = np.arange(n, root + 1)[None, :, None, None]
-    matches = neighbour_nodes == own
-    back_slot = np.where(neighbours >= n, matches.argmax(axis=-1), -1)
-
-    # toward[b, r, v]: the slot of v whose side contains edge r (the clade below node r).
-    edge_clades = clade[:, : 2 * n - 3]
-    lower = edge_clades[:, :, None, None]  # [B, E, 1, 1]
-    inside = (lower & ~sides[:, None, :, :]) == 0  # edge r's clade lies within side k
-    # Otherwise slot 2: the parent side holds every edge not below v, v's own edge included
-    # (and the encoding's root has the last edge within its third child).
-    toward = np.where(inside[..., 0], 0, np.where(inside[..., 1], 1, 2))
-    return TreeSides(n, sides, neighbours, back_slot, toward.astype(np.int64), edge_clades)
-
-
-def candidate_triples(structure: TreeSides) -> tuple[np.ndarray, np.ndarray]:
-    """The nine (sister, child side a, child side b) bitset triples of each internal node,
-    `[B, N-2, 3 (slot k of the parent-side neighbour), 3 (choice), 3]`, and their validity
-    `[B, N-2, 3, 3]` (choices 1, 2 need an internal neighbour)."""
-    sides, n = structure.sides, structure.n_taxa
-    n_trees, n_inner = sides.shape[:2]
-    other = np.array([[1, 2], [0, 2], [0, 1]])  # the two slots other than k, in order
-    a = sides[:, :, other[:, 0]]  # [B, N-2, 3]
-    b = sides[:, :, other[:, 1]]
-    batch = np.arange(n_trees)[:, None, None]
-    u = np.clip(structure.neighbours - n, 0, n_inner - 1)  # [B, N-2, 3]
-    m = np.clip(structure.back_slot, 0, 2)
-    u_other = other[m]  # [B, N-2, 3, 2]
-    s1 = sides[batch, u, u_other[..., 0]]
-    s2 = sides[batch, u, u_other[..., 1]]
-    sister = np.stack([sides, s1, s2], axis=-1)  # [B, N-2, 3, 3]
-    triples = np.stack(
-        [sister, np.broadcast_to(a[..., None], sister.shape),
-         np.broadcast_to(b[..., None], sister.shape)], axis=-1,
-    )  # fmt: skip
-    valid = np.ones(sister.shape, dtype=bool)
-    valid[..., 1:] = (structure.back_slot >= 0)[..., None]
-    return triples, valid
-
-
-def rooting_choices(structure: TreeSides) -> np.ndarray:
-    """For each rooting r and internal node v: the flat candidate index k * 3 + choice,
-    `[B, E, N-2]` (see `candidate_triples`)."""
-    n = structure.n_taxa
-    n_trees, n_edges, n_inner = structure.toward.shape
-    batch = np.arange(n_trees)[:, None, None]
-    edge = np.arange(n_edges)[None, :, None]
-    k = structure.toward  # [B, E, N-2]
-    vertex = np.arange(n_inner)[None, None, :]
-    u = structure.neighbours[batch, vertex, k]  # neighbour towards r
-    m = structure.back_slot[batch, vertex, k]
-    # r is the edge u-v: the edge above u when u is a child of v (every side of the encoding's
-    # root is a child), else the edge above v.
-    u_is_child = (k < 2) | (vertex == n_inner - 1)
-    on_edge = np.where(u_is_child, edge == u, edge == vertex + n)
-    t = structure.toward[batch, edge, np.clip(u - n, 0, n_inner - 1)]
-    sister_slot = 3 - np.clip(m, 0, 2) - t
-    first_other = np.where(np.clip(m, 0, 2) == 0, 1, 0)
-    choice = np.where(on_edge, 0, np.where(sister_slot == first_other, 1, 2))
-    return k * 3 + choice
+    parents = np.ascontiguousarray(parents, dtype=np.int64).reshape(-1, 2 * n_taxa - 3)
+    return RootingStructure(*compiled_rooting_structure(parents, n_taxa))
 
 
 def split_keys(clades: np.ndarray, n_taxa: int) -> np.ndarray:
@@ -211,15 +128,12 @@ class TopologyTables:
 
 def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables:
     """Scoring tables for trees given as parent arrays `[B, 2N-3]`, vectorised over the batch."""
-    structure = tree_sides(parents, index.n_taxa)
-    triples, valid = candidate_triples(structure)
+    structure = rooting_structure(parents, index.n_taxa)
+    triples = structure.triples
     candidates = index.entry_ids(triples[..., 0], triples[..., 1], triples[..., 2])
-    candidates = np.where(valid, candidates, -1).reshape(*candidates.shape[:2], 9)
-    choices = rooting_choices(structure)  # [B, E, N-2]
-    n_trees, n_edges, n_inner = choices.shape
-    batch = np.arange(n_trees)[:, None, None]
-    entry_ids = candidates[batch, np.arange(n_inner)[None, None, :], choices]
-    return TopologyTables(index.root_ids(structure.edge_clades), entry_ids)
+    candidates = np.where(structure.valid, candidates, -1)  # [B, N-2, 9]
+    entry_ids = np.take_along_axis(candidates[:, None], structure.choices[..., None], -1)
+    return TopologyTables(index.root_ids(structure.edge_clades), entry_ids[..., 0])
 
 
 def build_subsplit_index(
@@ -232,20 +146,19 @@ def build_subsplit_index(
     n_edges = 2 * n_taxa - 3
     roots, root_w, triples_all, triple_w = [], [], [], []
     for start in range(0, parents.shape[0], chunk):
-        structure = tree_sides(parents[start : start + chunk], n_taxa)
+        structure = rooting_structure(parents[start : start + chunk], n_taxa)
         w = weights[start : start + chunk] / n_edges
         roots.append(split_keys(structure.edge_clades, n_taxa).ravel())
         root_w.append(np.repeat(w, n_edges))
-        triples, valid = candidate_triples(structure)
-        choices = rooting_choices(structure)  # how many rootings use each candidate
+        choices = structure.choices  # how many rootings use each candidate
         n_trees, _, n_inner = choices.shape
         flat = (np.arange(n_trees)[:, None, None] * n_inner + np.arange(n_inner)) * 9 + choices
         used = np.bincount(flat.ravel(), minlength=n_trees * n_inner * 9).reshape(
-            n_trees, n_inner, 3, 3
+            n_trees, n_inner, 9
         )
-        keep = valid & (used > 0)
-        triples_all.append(triples[keep])
-        triple_w.append((used * w[:, None, None, None])[keep])
+        keep = structure.valid & (used > 0)
+        triples_all.append(structure.triples[keep])
+        triple_w.append((used * w[:, None, None])[keep])
     roots_flat, root_weights = np.concatenate(roots), np.concatenate(root_w)
     root_splits, root_inverse = np.unique(roots_flat, return_inverse=True)
     root_counts = np.bincount(root_inverse, root_weights, minlength=root_splits.size)
