@@ -24,6 +24,7 @@ from vbpi_mix.trees.conversions import (
     topology_from_ete3,
 )
 from vbpi_mix.trees.random_tree import random_parents
+from vbpi_mix.trees.subsplits import rooting_structure
 from vbpi_mix.trees.support import TopologyReader, build_support, credible_set, golden_probabilities
 from vbpi_mix.trees.topology import (
     reroot,
@@ -195,3 +196,49 @@ def test_support_covers_golden_mass_as_published(data_dir, dataset, coverage):
     in_support = set(support.topologies)
     covered = sum(p for t, p in golden.items() if t in in_support)
     assert covered == pytest.approx(coverage, abs=0.001)  # README prints 3-4 digits
+
+
+def rooted_subsplits(parents: np.ndarray, n_taxa: int, edge: int) -> dict[int, tuple]:
+    """Reference by plain recursion: root the tree on the edge above node `edge` and give each
+    internal node v (index v - N) its (sister clade, {child clade, child clade})."""
+    neighbours: dict[int, list[int]] = {node: [] for node in range(2 * n_taxa - 2)}
+    for child, parent in enumerate(parents):
+        neighbours[child].append(int(parent))
+        neighbours[int(parent)].append(child)
+
+    def clade(node: int, came_from: int) -> int:
+        if node < n_taxa:
+            return 1 << node
+        return sum(clade(x, node) for x in neighbours[node] if x != came_from)
+
+    full = (1 << n_taxa) - 1
+    ends = (edge, int(parents[edge]))
+    found = {}
+    for end, other in (ends, ends[::-1]):
+        stack = [(end, other, full ^ clade(end, other))]  # node, rooted parent, sister clade
+        while stack:
+            node, came_from, sister = stack.pop()
+            if node < n_taxa:
+                continue
+            below = [x for x in neighbours[node] if x != came_from]
+            clades = [clade(x, node) for x in below]
+            found[node - n_taxa] = (sister, frozenset(clades))
+            stack += [(x, node, clades[1 - i]) for i, x in enumerate(below)]
+    return found
+
+
+@pytest.mark.parametrize("n_taxa", [4, 7, 27, 64])
+def test_rooting_tables_match_rooting_each_edge_by_recursion(n_taxa):
+    """The compiled walk's choice of candidate for every (rooting, node) is the subsplit pair
+    of the tree rooted on that edge, for random trees up to the 64-taxon bitset limit."""
+    rng = np.random.default_rng(n_taxa)
+    parents = np.stack([random_parents(n_taxa, rng) for _ in range(3)])
+    structure = rooting_structure(parents, n_taxa)
+    for b, tree in enumerate(parents):
+        for edge in range(2 * n_taxa - 3):
+            expected = rooted_subsplits(tree, n_taxa, edge)
+            chosen = structure.choices[b, edge]
+            triples = structure.triples[b, np.arange(n_taxa - 2), chosen].astype(object)
+            assert structure.valid[b, np.arange(n_taxa - 2), chosen].all()
+            assert {v: (int(s), frozenset((int(x), int(y)))) for v, (s, x, y) in
+                    enumerate(triples)} == expected  # fmt: skip
