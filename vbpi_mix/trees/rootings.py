@@ -92,7 +92,7 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
         for v in range(n_inner):
             for k in range(3):
                 a, c = sides[v, _OTHER[k, 0]], sides[v, _OTHER[k, 1]]
-                sisters = (sides[v, k], _ALL, _ALL)
+                sisters = (sides[v, k], _ALL, _ALL)  # a tip neighbour: choice 0 only
                 m = back_slot[v, k]
                 if m >= 0:
                     u = neighbours[v, k] - n
