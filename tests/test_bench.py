@@ -69,6 +69,23 @@ def test_bench_runs_resumes_and_reports_finished_settings_only(stand_in_data, tm
     assert (out / "DS5" / "s2s-A2-S1-seed0" / RESULT).is_file()
 
 
+def test_a_moved_bench_folder_still_plots_its_runs(stand_in_data, tmp_path, monkeypatch):
+    out, moved = tmp_path / "bench", tmp_path / "elsewhere" / "bench"
+    assert bench(stand_in_data, out, "--estimators", "a2a") == 0
+    moved.parent.mkdir()
+    out.rename(moved)
+    plotted = {}
+
+    def record(runs, stem, title):
+        plotted.update(runs)
+        return []
+
+    monkeypatch.setattr("vbpi_mix.bench.report.plot_training_curves", record)
+    assert bench(stand_in_data, moved, "--estimators", "a2a", "--resume") == 0
+    assert plotted == {"a2a-A2-seed0": moved / "DS5" / "a2a-A2-seed0"}
+    assert (plotted["a2a-A2-seed0"] / "metrics.jsonl").is_file()
+
+
 def test_interrupted_setting_is_listed_as_unfinished(stand_in_data, tmp_path, monkeypatch):
     out = tmp_path / "bench"
 

@@ -117,9 +117,9 @@ def _figures(results: list[dict], out: Path) -> list[Path]:
     paths = plot_mll_boxes(results, published, out / "plots" / "mll_boxes")
     paths += plot_seconds_per_iteration(results, out / "plots" / "seconds_per_iteration")
     by_dataset: dict[str, dict[str, Path]] = defaultdict(dict)
-    for result in results:
-        folder = Path(result["run_dir"])
-        by_dataset[result["setting"]["dataset"]][folder.name] = folder
+    for result in results:  # found under `out`, so a moved or copied bench folder still plots
+        dataset, name = result["setting"]["dataset"], Path(result["run_dir"]).name
+        by_dataset[dataset][name] = out / dataset / name
     for dataset, runs in sorted(by_dataset.items()):
         paths += plot_training_curves(runs, out / "plots" / f"training_{dataset}", dataset)
     return paths
