@@ -664,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="reproduce the DS1-DS8 experiments over a grid of estimators, A and S",
         description="Fit and evaluate every combination of data set, estimator, components A, "
         "subset S and seed under a protocol (paper: 400,000 iterations as published; quick: "
-        "10,000 iterations, a few hours for DS1-DS8 at one (A, S) on 2 cores), then write a "
+        "10,000 iterations, about 2 hours for DS1-DS8 at A=2, S=1 on 2 cores), then write a "
         "table with the published numbers beside ours, and plots.",
         epilog=BENCH_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
