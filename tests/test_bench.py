@@ -13,6 +13,7 @@ from tests.conftest import EXAMPLE_FASTA, REPO_ROOT
 from vbpi_mix.bench.report import published_numbers
 from vbpi_mix.bench.runner import RESULT, grid
 from vbpi_mix.cli import main
+from vbpi_mix.trees.support import build_support
 
 
 def test_grid_keeps_valid_combinations_only():
@@ -48,9 +49,19 @@ def bench(data, out, *extra):
                  "--components", "2", "--quiet", *extra])  # fmt: skip
 
 
-def test_bench_runs_resumes_and_reports_finished_settings_only(stand_in_data, tmp_path, capsys):
+def test_bench_runs_resumes_and_reports_finished_settings_only(
+    stand_in_data, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "bench"
+    builds = []
+
+    def counted(*args, **kwargs):
+        builds.append(args)
+        return build_support(*args, **kwargs)
+
+    monkeypatch.setattr("vbpi_mix.bench.runner.build_support", counted)
     assert bench(stand_in_data, out, "--estimators", "a2a,s2s") == 0
+    assert len(builds) == 1  # one support for both settings of the data set
     with (out / "results.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert [(r["estimator"], r["A"], r["S"]) for r in rows] == [("A2A", "2", ""), ("S2S", "2", "1")]

@@ -8,6 +8,7 @@ never reports a half-finished run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
-from vbpi_mix.trees.support import build_support, golden_probabilities
+from vbpi_mix.trees.support import Support, build_support, golden_probabilities
 
 RESULT = "result.json"
 LOG = logging.getLogger(__name__)
@@ -72,6 +73,14 @@ def finished_result(folder: Path, protocol: Protocol) -> dict | None:
     return result if result["protocol"] == asdict(protocol) else None
 
 
+@functools.lru_cache(maxsize=1)  # the grid runs a data set's settings one after another
+def _dataset_inputs(data_dir: Path, dataset: str) -> tuple[Path, Support]:
+    """The alignment and the UFBoot support of a data set, built once for all its settings."""
+    alignment = alignment_path(data_dir, dataset)
+    taxa = load_alignment(alignment).taxa
+    return alignment, build_support(ufboot_paths(data_dir, dataset), taxa, progress=False)
+
+
 def run_setting(
     setting: Setting, protocol: Protocol, data_dir: Path, out: Path, progress: bool
 ) -> None:
@@ -80,16 +89,14 @@ def run_setting(
     folder = out / setting.dataset / setting.name
     if finished_result(folder, protocol) is not None:
         return
-    alignment = alignment_path(data_dir, setting.dataset)
-    taxa = load_alignment(alignment).taxa
-    support = build_support(ufboot_paths(data_dir, setting.dataset), taxa, progress=False)
+    alignment, support = _dataset_inputs(data_dir, setting.dataset)
     model = ModelConfig(alignment=str(alignment.resolve()), components=setting.components)
     training = protocol.training(setting.estimator, setting.subset, setting.seed)
     run = create_run(folder, model, training, support)
     run.trainer.run(progress=progress)
     golden = None
     if (data_dir / setting.dataset / "golden").is_dir():  # DS1-DS4
-        golden = golden_probabilities(golden_paths(data_dir, setting.dataset), taxa)
+        golden = golden_probabilities(golden_paths(data_dir, setting.dataset), support.taxa)
     summary = summarize(
         run, protocol.eval_particles, protocol.eval_repeats, setting.seed, golden, progress
     )
