@@ -19,6 +19,12 @@ _OTHER = np.array([[1, 2], [0, 2], [0, 1]], dtype=np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
+def all_taxa(n_taxa: int) -> np.uint64:
+    """The bitset of taxa 0..N-1, shifted down from all ones: (1 << N) - 1 overflows at N = 64."""
+    return _ALL >> np.uint64(64 - n_taxa)
+
+
+@numba.njit(cache=True, nogil=True)
 def _slot_towards(lower: np.uint64, sides: np.ndarray) -> int:
     """The slot of a node whose side contains the edge above clade `lower`: a child side that
     holds it, else slot 2 (the parent side, or the encoding root's third child)."""
@@ -43,7 +49,7 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
     """
     n = n_taxa
     n_trees, n_edges, n_inner, root = parents.shape[0], 2 * n - 3, n - 2, 2 * n - 3
-    full = _ALL >> np.uint64(64 - n)  # 1 << 64 would overflow at 64 taxa
+    full = all_taxa(n)
     edge_clades = np.empty((n_trees, n_edges), dtype=np.uint64)
     triples = np.zeros((n_trees, n_inner, 9, 3), dtype=np.uint64)
     valid = np.zeros((n_trees, n_inner, 9), dtype=np.bool_)

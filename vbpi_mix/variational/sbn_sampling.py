@@ -9,8 +9,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from vbpi_mix.trees.rootings import all_taxa
+
 _UINT64_ONE = np.uint64(1)
-_UINT64_ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -67,7 +68,7 @@ def sample_parent_arrays(
     n_entries = entry_probabilities.shape[1]
     n_clades = np.int64(clades.size)
     root = 2 * n_taxa - 3
-    full = _UINT64_ALL >> np.uint64(64 - n_taxa)  # 1 << 64 would overflow at 64 taxa
+    full = all_taxa(n_taxa)
     parents = np.empty((n_trees, root), dtype=np.int64)
     stack_clade = np.empty(n_taxa, dtype=np.uint64)
     stack_sister = np.empty(n_taxa, dtype=np.uint64)
