@@ -329,10 +329,10 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    posterior = Posterior.open(args.run_dir)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "posterior"
-    summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
     run_dir = Path(args.run_dir)
+    posterior = Posterior.open(run_dir)
+    out = Path(args.out) if args.out else run_dir / "posterior"
+    summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
     curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
     credible = summary.credible_set_size
     print(f"trees drawn from q:     {summary.n_trees}")
