@@ -292,17 +292,23 @@ def test_backward_after_a_newer_forward_is_refused():
 
 
 def test_site_likelihoods_below_double_range_do_not_underflow():
-    """64 taxa, random states, branches of 1e-10: every site needs dozens of changes, so its
-    likelihood is far below 1e-308 and only rescaling keeps it finite."""
+    """64 taxa, random states, branches of about 1e-10: every site needs dozens of changes, so
+    its likelihood is far below 1e-308 and only rescaling (inside and outside vectors) keeps
+    the value and the branch-length gradient finite; both against the reference recursion."""
     rng = np.random.default_rng(12)
     parents = random_parents(64, rng)
     records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 40))) for i in range(64)]
     alignment = Alignment.from_sequences(records)
-    lengths = torch.full((1, 125), 1e-10, dtype=torch.float64)
-    value = float(TreeLikelihood(alignment, JC69())(parents[None], lengths))
-    assert value / alignment.n_sites < np.log(np.finfo(np.float64).tiny)  # truly out of range
-    expected = float(reference_log_likelihood(alignment, JC69(), parents, lengths[0]))
-    assert value == pytest.approx(expected, rel=1e-10)
+    lengths = torch.as_tensor(rng.uniform(1e-10, 2e-10, (1, 125))).requires_grad_()
+    value = TreeLikelihood(alignment, JC69())(parents[None], lengths)
+    (gradient,) = torch.autograd.grad(value.sum(), lengths)
+    value = value.detach()
+    assert float(value) / alignment.n_sites < np.log(np.finfo(np.float64).tiny)  # out of range
+    reference_lengths = lengths.detach()[0].clone().requires_grad_()
+    expected = reference_log_likelihood(alignment, JC69(), parents, reference_lengths)
+    (expected_gradient,) = torch.autograd.grad(expected, reference_lengths)
+    assert float(value) == pytest.approx(expected.item(), rel=1e-10)
+    torch.testing.assert_close(gradient[0], expected_gradient, rtol=1e-8, atol=0)
 
 
 @pytest.mark.parametrize("chunk_trees", [1, 2, 5])

@@ -4,7 +4,8 @@ Legend: B trees, E = 2N-3 edges, C rate categories, P site patterns, 4 states, R
 
 Forward (inside pass): level by level over the whole batch (see vbpi_mix.phylo.schedule),
 
-    L_u = (P_e1 L_c1) * (P_e2 L_c2),        rescaled per pattern by its maximum,
+    L_u = (P_e1 L_c1) * (P_e2 L_c2),        rescaled per pattern by its maximum
+                                            when a pattern leaves [2^-128, 2^128],
 
 into one buffer `[R, C, 4, P]` whose first N rows are the tip partials, shared by all trees.
 At the trifurcating root, site_p = sum_c w_c sum_i pi_i prod_k (P_ek L_k)[c, i, p] and

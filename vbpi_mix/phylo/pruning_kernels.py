@@ -2,8 +2,8 @@
 
 Each function walks the segments of a Schedule (one level of one chunk of trees) in order;
 the nodes of one segment run in parallel (`prange`), and for each node the two messages,
-their product and the rescaling are done in one pass over its patterns, so a node's data are
-read once while in cache. No Python runs per node or per tree. The mathematics is stated in
+their product and its per-pattern maximum (which decides whether to rescale) are done in one
+pass over its patterns, so a node's data are read once while in cache. No Python runs per node or per tree. The mathematics is stated in
 vbpi_mix.phylo.likelihood. The kernels make no BLAS or torch calls: another thread pool
 spinning beside numba's was measured to double the cost of a pass.
 
@@ -19,6 +19,10 @@ from numba import prange
 
 TINY = np.finfo(np.float64).tiny
 PATTERN_BLOCK = 256  # 2 children x 4 states x 256 patterns x 8 bytes = 16 KiB, inside L1
+# A node's vector is rescaled only when some pattern's largest entry leaves [2^-128, 2^128].
+# Children inside that range give products of at least 2^-384 at the root (three messages),
+# far above float64's smallest normal number, 2^-1022.
+RESCALE_BELOW, RESCALE_ABOVE = 2.0**-128, 2.0**128
 # Reassociation and contraction let the pattern loops vectorise; no-NaN/no-inf assumptions are
 # left out, so a zero site likelihood still gives -inf rather than undefined behaviour.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
@@ -27,26 +31,32 @@ _parallel = numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FASTMATH
 
 
 @_jit
-def _message(matrix, partial, out):
-    """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]."""
+def _message(matrix, partial, out, maximum):
+    """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]; maximum[p] = max_(c,i) out."""
     n_categories, _, n_patterns = partial.shape
+    maximum[:] = 0.0
     for c in range(n_categories):
         for i in range(4):
             a0, a1, a2, a3 = matrix[c, i, 0], matrix[c, i, 1], matrix[c, i, 2], matrix[c, i, 3]
             for p in range(n_patterns):
-                out[c, i, p] = (
+                value = (
                     a0 * partial[c, 0, p]
                     + a1 * partial[c, 1, p]
                     + a2 * partial[c, 2, p]
                     + a3 * partial[c, 3, p]
                 )
+                out[c, i, p] = value
+                maximum[p] = max(maximum[p], value)
 
 
 @_jit
-def _product_of_messages(matrix1, partial1, matrix2, partial2, out):
-    """out = (matrix1 partial1) * (matrix2 partial2), per category, fused; patterns in blocks
-    of PATTERN_BLOCK so that the children's block stays in L1 across the four states."""
+def _product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
+    """out = (matrix1 partial1) * (matrix2 partial2), per category, fused, and its per-pattern
+    maximum over (c, i); patterns in blocks of PATTERN_BLOCK so that the children's block
+    stays in L1 across the four states. (A separate pass over `out` for the maximum was
+    measured to cost as much as the product itself.)"""
     n_categories, _, n_patterns = partial1.shape
+    maximum[:] = 0.0
     for start in range(0, n_patterns, PATTERN_BLOCK):
         stop = min(start + PATTERN_BLOCK, n_patterns)
         for c in range(n_categories):
@@ -64,7 +74,7 @@ def _product_of_messages(matrix1, partial1, matrix2, partial2, out):
                     matrix2[c, i, 3],
                 )
                 for p in range(start, stop):
-                    out[c, i, p] = (
+                    value = (
                         a0 * partial1[c, 0, p]
                         + a1 * partial1[c, 1, p]
                         + a2 * partial1[c, 2, p]
@@ -75,26 +85,34 @@ def _product_of_messages(matrix1, partial1, matrix2, partial2, out):
                         + b2 * partial2[c, 2, p]
                         + b3 * partial2[c, 3, p]
                     )
+                    out[c, i, p] = value
+                    maximum[p] = max(maximum[p], value)
 
 
 @_jit
-def _rescale(values):
-    """Divide `[C, 4, P]` by its per-pattern maximum (at least TINY); return the maxima `[P]`."""
+def _rescale_if_out_of_range(values, maximum, pattern_weights):
+    """Keep `[C, 4, P]` within float64's range; return sum_p n_p log(scale factor).
+
+    If every pattern's maximum lies in [RESCALE_BELOW, RESCALE_ABOVE] nothing is done (0 is
+    returned); otherwise each pattern is divided by its maximum (at least TINY). Where a
+    vector is rescaled does not change the result: the likelihood adds the log factors back,
+    and the gradients are ratios of vectors carrying the same factors. Rescaling every node
+    costs a log per pattern and a second pass over the node's vector: measured, it doubled
+    the time of the inside pass."""
     n_categories, _, n_patterns = values.shape
-    maximum = np.zeros(n_patterns)
-    for c in range(n_categories):
-        for i in range(4):
-            for p in range(n_patterns):
-                maximum[p] = max(maximum[p], values[c, i, p])
-    inverse = np.empty(n_patterns)
+    smallest, largest = maximum.min(), maximum.max()
+    if smallest >= RESCALE_BELOW and largest <= RESCALE_ABOVE:
+        return 0.0
+    total = 0.0
     for p in range(n_patterns):
-        maximum[p] = max(maximum[p], TINY)
-        inverse[p] = 1.0 / maximum[p]
+        factor = max(maximum[p], TINY)
+        total += pattern_weights[p] * np.log(factor)
+        maximum[p] = 1.0 / factor
     for c in range(n_categories):
         for i in range(4):
             for p in range(n_patterns):
-                values[c, i, p] *= inverse[p]
-    return maximum
+                values[c, i, p] *= maximum[p]
+    return total
 
 
 @_jit
@@ -113,15 +131,17 @@ def inside_pass(
 ):  # fmt: skip
     """Fill partials rows N..R-1 segment by segment; node_log_scale `[R-N]` gets each node's
     sum_p n_p log(scale factor)."""
+    n_patterns = partials.shape[3]
     for segment in range(segment_bounds.size - 1):
         for row in prange(segment_bounds[segment], segment_bounds[segment + 1]):
             k = row - n_taxa
+            maximum = np.empty(n_patterns)
             _product_of_messages(
                 transitions[child_edges[k, 0]], partials[child_rows[k, 0]],
                 transitions[child_edges[k, 1]], partials[child_rows[k, 1]],
-                partials[row],
+                partials[row], maximum,
             )  # fmt: skip
-            node_log_scale[k] = _weighted_log_sum(_rescale(partials[row]), pattern_weights)
+            node_log_scale[k] = _rescale_if_out_of_range(partials[row], maximum, pattern_weights)
 
 
 @_parallel
@@ -135,11 +155,12 @@ def root_log_likelihoods(
     for b in prange(n_trees):
         pair = np.empty((n_categories, 4, n_patterns))
         third = np.empty((n_categories, 4, n_patterns))
+        maximum = np.empty(n_patterns)  # not needed here
         _product_of_messages(
             transitions[edges[b, 0]], partials[rows[b, 0]],
-            transitions[edges[b, 1]], partials[rows[b, 1]], pair,
+            transitions[edges[b, 1]], partials[rows[b, 1]], pair, maximum,
         )  # fmt: skip
-        _message(transitions[edges[b, 2]], partials[rows[b, 2]], third)
+        _message(transitions[edges[b, 2]], partials[rows[b, 2]], third, maximum)
         site = np.zeros(n_patterns)
         for c in range(n_categories):
             for i in range(4):
@@ -167,10 +188,10 @@ def _edge_gradient(upper, lower, coefficient, weights, out):
 
 
 @_jit
-def _push_down(matrix, upper, out):
-    """out = rescaled P^T U: the outside vector below an edge, D[c, j, p]."""
-    _message(np.transpose(matrix, (0, 2, 1)), upper, out)
-    _rescale(out)
+def _push_down(matrix, upper, out, maximum, pattern_weights):
+    """out = P^T U, kept in range: the outside vector below an edge, D[c, j, p]."""
+    _message(np.transpose(matrix, (0, 2, 1)), upper, out, maximum)
+    _rescale_if_out_of_range(out, maximum, pattern_weights)
 
 
 @_jit
@@ -199,8 +220,9 @@ def outside_root(
     n_categories, _, n_patterns = partials.shape[1:]
     for b in prange(n_trees):
         messages = np.empty((3, n_categories, 4, n_patterns))
+        maximum = np.empty(n_patterns)
         for k in range(3):
-            _message(transitions[edges[b, k]], partials[rows[b, k]], messages[k])
+            _message(transitions[edges[b, k]], partials[rows[b, k]], messages[k], maximum)
         coefficient = np.empty(n_patterns)
         _site_and_coefficient(
             messages[0], messages[1], messages[2], True, frequencies, weights,
@@ -231,7 +253,10 @@ def outside_root(
                 upper, partials[rows[b, k]], coefficient, weights, grad_transitions[edges[b, k]]
             )
             if rows[b, k] >= n_taxa:
-                _push_down(transitions[edges[b, k]], upper, outside[rows[b, k] - n_taxa])
+                _push_down(
+                    transitions[edges[b, k]], upper, outside[rows[b, k] - n_taxa], maximum,
+                    pattern_weights,
+                )  # fmt: skip
 
 
 @_parallel
@@ -247,8 +272,12 @@ def outside_levels(
             k = row - n_taxa
             down = outside[k]
             messages = np.empty((2, n_categories, 4, n_patterns))
+            maximum = np.empty(n_patterns)
             for s in range(2):
-                _message(transitions[child_edges[k, s]], partials[child_rows[k, s]], messages[s])
+                _message(
+                    transitions[child_edges[k, s]], partials[child_rows[k, s]], messages[s],
+                    maximum,
+                )  # fmt: skip
             coefficient = np.empty(n_patterns)
             _site_and_coefficient(
                 down, messages[0], messages[1], False, frequencies, weights,
@@ -266,4 +295,7 @@ def outside_levels(
                     upper, partials[child_row], coefficient, weights, grad_transitions[child_edge]
                 )
                 if child_row >= n_taxa:
-                    _push_down(transitions[child_edge], upper, outside[child_row - n_taxa])
+                    _push_down(
+                        transitions[child_edge], upper, outside[child_row - n_taxa], maximum,
+                        pattern_weights,
+                    )  # fmt: skip
