@@ -3,9 +3,10 @@
 Each function walks the segments of a Schedule (one level of one chunk of trees) in order;
 the nodes of one segment run in parallel (`prange`), and for each node the two messages,
 their product and its per-pattern maximum (which decides whether to rescale) are done in one
-pass over its patterns, so a node's data are read once while in cache. No Python runs per node or per tree. The mathematics is stated in
-vbpi_mix.phylo.likelihood. The kernels make no BLAS or torch calls: another thread pool
-spinning beside numba's was measured to double the cost of a pass.
+pass over its patterns, so a node's data are read once while in cache. No Python runs per
+node or per tree. The mathematics is stated in vbpi_mix.phylo.likelihood. The kernels make
+no BLAS or torch calls: another thread pool spinning beside numba's was measured to double
+the cost of a pass.
 
 Array legend: R partials rows, C rate categories, P patterns, B trees; partials `[R, C, 4, P]`,
 transitions `[B*E, C, 4, 4]` (row i, column j: P(j | i)).

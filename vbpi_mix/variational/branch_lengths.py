@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
-from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.components import component_rows, gather_columns
 
 BranchFeatures = Literal["split", "psp"]
 MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start
@@ -55,8 +55,7 @@ def edge_features(tables: TopologyTables, parents: np.ndarray) -> EdgeFeatures:
 
 def _gather(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """table `[A, K]` at ids (any shape, -1 reads 0): `[A, *ids.shape]`."""
-    padded = torch.cat([table, table.new_zeros(table.shape[0], 1)], dim=-1)
-    return padded[:, ids]
+    return gather_columns(table, ids, 0.0)
 
 
 class BranchLengthModel(nn.Module):

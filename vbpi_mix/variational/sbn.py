@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
-from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.components import component_rows, gather_columns
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
 
 SBNInit = Literal["uniform", "counts"]
@@ -30,12 +30,6 @@ class SampledTopologies(NamedTuple):
 
     parents: np.ndarray
     tables: TopologyTables
-
-
-def _with_missing(values: torch.Tensor) -> torch.Tensor:
-    """Append a -inf column: index -1 (outside the support) then reads log-probability -inf."""
-    pad = values.new_full((*values.shape[:-1], 1), -torch.inf)
-    return torch.cat([values, pad], dim=-1)
 
 
 class SBN(nn.Module):
@@ -99,9 +93,9 @@ class SBN(nn.Module):
         """log q_a(tau) `[A, B]` for every component (or `[len(components), B]` for those
         given); -inf outside the support."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
-        root = _with_missing(self.root_log_probs(components))[:, torch.as_tensor(tables.root_ids)]
-        entry_log_probs = _with_missing(self.entry_log_probs(components))
-        entries = entry_log_probs[:, torch.as_tensor(tables.entry_ids)]
+        # id -1 (outside the support) reads log-probability -inf
+        root = gather_columns(self.root_log_probs(components), tables.root_ids, -torch.inf)
+        entries = gather_columns(self.entry_log_probs(components), tables.entry_ids, -torch.inf)
         per_rooting = root + entries.sum(dim=-1)  # [A, B, E]
         return torch.logsumexp(per_rooting, dim=-1)
 
