@@ -1,5 +1,6 @@
 """Subsplit bookkeeping for the SBN over batches of trees (uint64 bitsets); the per-tree walk
-is compiled (vbpi_mix.trees.rootings), the support lookups are vectorised numpy.
+(vbpi_mix.trees.rootings) and the lookups in the support (vbpi_mix.trees.support_lookup)
+are compiled.
 
 Every internal node v of an unrooted tree has three sides (slots 0, 1, 2: its children and its
 parent side in the parent-array encoding, or the three children of the encoding's root). A
@@ -22,6 +23,7 @@ import numpy as np
 
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.trees.rootings import rooting_structure as compiled_rooting_structure
+from vbpi_mix.trees.support_lookup import scoring_ids
 
 MAX_TAXA = 64
 
@@ -67,14 +69,6 @@ def _parent_keys(s_id: np.ndarray, c_id: np.ndarray, q: np.int64) -> np.ndarray:
     return s_id * q + c_id
 
 
-def _lookup(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Index of each query in `sorted_keys`, or -1 where absent."""
-    if sorted_keys.size == 0:
-        return np.full(queries.shape, -1, dtype=np.int64)
-    position = np.clip(np.searchsorted(sorted_keys, queries), 0, sorted_keys.size - 1)
-    return np.where(sorted_keys[position] == queries, position, -1).astype(np.int64)
-
-
 @dataclass(frozen=True)
 class SubsplitIndex:
     """The SBN's support: root splits and conditional entries, with SBN-SA counts.
@@ -101,20 +95,6 @@ class SubsplitIndex:
     def n_entries(self) -> int:
         return self.entry_keys.size
 
-    def clade_ids(self, bitsets: np.ndarray) -> np.ndarray:
-        return _lookup(self.clades, bitsets)
-
-    def entry_ids(self, sister: np.ndarray, side_a: np.ndarray, side_b: np.ndarray) -> np.ndarray:
-        """Entry index of (sister, {a, b}) triples of bitsets, -1 outside the support."""
-        q = np.int64(self.clades.size)
-        s_id, a_id, b_id = self.clade_ids(sister), self.clade_ids(side_a), self.clade_ids(side_b)
-        ids = _lookup(self.entry_keys, _entry_keys(s_id, a_id, b_id, q))
-        return np.where((s_id < 0) | (a_id < 0) | (b_id < 0), -1, ids)
-
-    def root_ids(self, clades: np.ndarray) -> np.ndarray:
-        """Root-split index of edges given by the clade on one side, -1 if unknown."""
-        return _lookup(self.root_splits, split_keys(clades, self.n_taxa))
-
 
 @dataclass(frozen=True)
 class TopologyTables:
@@ -127,13 +107,12 @@ class TopologyTables:
 
 
 def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables:
-    """Scoring tables for trees given as parent arrays `[B, 2N-3]`, vectorised over the batch."""
+    """Scoring tables for trees given as parent arrays `[B, 2N-3]` (compiled walks)."""
     structure = rooting_structure(parents, index.n_taxa)
-    triples = structure.triples
-    candidates = index.entry_ids(triples[..., 0], triples[..., 1], triples[..., 2])
-    candidates = np.where(structure.valid, candidates, -1)  # [B, N-2, 9]
-    entry_ids = np.take_along_axis(candidates[:, None], structure.choices[..., None], -1)
-    return TopologyTables(index.root_ids(structure.edge_clades), entry_ids[..., 0])
+    root_ids, entry_ids = scoring_ids(
+        *structure, index.clades, index.entry_keys, index.root_splits, index.n_taxa
+    )
+    return TopologyTables(root_ids, entry_ids)
 
 
 def build_subsplit_index(
