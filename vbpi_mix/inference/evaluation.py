@@ -47,8 +47,9 @@ def importance_log_weights(
         components = draws.numpy()
     values = []
     for start in range(0, n_particles, chunk):
-        particles = mixture.sample(components[start : start + chunk], generator)
-        log_q_topology, log_q_branches = mixture.log_q(particles)
+        particles, log_q_topology, log_q_branches = mixture.sample_and_score(
+            components[start : start + chunk], generator=generator
+        )
         log_mixture = torch.logsumexp(log_q_topology + log_q_branches, -1) - math.log(n_components)
         log_joint = target.log_likelihood(particles) + target.log_prior(particles)
         values.append(log_joint - log_mixture)

@@ -41,8 +41,9 @@ def draw_log_weights(
     """K particles from each component in `drawn` `[S]`, as a LogWeights record `[S, K(, A)]`,
     scored under the sorted components `scored` only when given (else under all)."""
     n_drawn, k = len(drawn), particles_per_component
-    particles = mixture.sample(np.repeat(drawn, k), generator)
-    log_q_topology, log_q_branches = mixture.log_q(particles, scored)
+    particles, log_q_topology, log_q_branches = mixture.sample_and_score(
+        np.repeat(drawn, k), scored, generator
+    )
     return LogWeights(
         drawn=np.asarray(drawn),
         log_likelihood=target.log_likelihood(particles).view(n_drawn, k),

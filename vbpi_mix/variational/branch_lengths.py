@@ -102,9 +102,11 @@ class BranchLengthModel(nn.Module):
         edges: EdgeFeatures,
         components: np.ndarray,
         generator: torch.Generator | None = None,
+        moments: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Branch lengths `[B, E]`, tree b drawn from component `components[b]`."""
-        mean, log_std = self.mean_and_log_std(edges)
+        """Branch lengths `[B, E]`, tree b drawn from component `components[b]` (a row of
+        precomputed `moments`, mean_and_log_std's pair, when given)."""
+        mean, log_std = moments or self.mean_and_log_std(edges)
         rows = torch.as_tensor(np.asarray(components, dtype=np.int64))
         batch = torch.arange(rows.numel())
         mean, log_std = mean[rows, batch], log_std[rows, batch]
@@ -116,10 +118,11 @@ class BranchLengthModel(nn.Module):
         edges: EdgeFeatures,
         branch_lengths: torch.Tensor,
         components: np.ndarray | None = None,
+        moments: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]` (rows: every component, or
-        the given ones), Jacobian of exp included."""
-        mean, log_std = self.mean_and_log_std(edges, components)
+        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]` (rows: every component, the
+        given ones, or those of precomputed `moments`), Jacobian of exp included."""
+        mean, log_std = moments or self.mean_and_log_std(edges, components)
         log_b = branch_lengths.log()
         standard = (log_b - mean) / log_std.exp()
         per_edge = -0.5 * standard**2 - log_std - 0.5 * np.log(2 * np.pi) - log_b

@@ -25,6 +25,14 @@ from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
 SBNInit = Literal["uniform", "counts"]
 
 
+class SBNLogProbs(NamedTuple):
+    """Normalised log-probabilities of some components (rows): root splits `[A', R]` and
+    conditional entries `[A', M]`. Computed once, they serve both a draw and its scores."""
+
+    root: torch.Tensor
+    entries: torch.Tensor
+
+
 class SampledTopologies(NamedTuple):
     """Sampled trees as parent arrays `[n, 2N-3]` and their scoring tables."""
 
@@ -83,19 +91,27 @@ class SBN(nn.Module):
         sums = torch.zeros_like(shift).index_add(1, self.entry_parent, shifted.exp())
         return shifted - sums.log()[:, self.entry_parent]
 
+    def log_probs(self, components: np.ndarray | None = None) -> SBNLogProbs:
+        """The normalised root and entry log-probabilities of every (or the given) component."""
+        return SBNLogProbs(self.root_log_probs(components), self.entry_log_probs(components))
+
     def tables(self, parents: np.ndarray) -> TopologyTables:
         """Scoring tables for parent arrays `[B, 2N-3]` (component-independent, reusable)."""
         return topology_tables(self.index, parents)
 
     def log_prob(
-        self, topologies: TopologyTables | np.ndarray, components: np.ndarray | None = None
+        self,
+        topologies: TopologyTables | np.ndarray,
+        components: np.ndarray | None = None,
+        log_probs: SBNLogProbs | None = None,
     ) -> torch.Tensor:
         """log q_a(tau) `[A, B]` for every component (or `[len(components), B]` for those
-        given); -inf outside the support."""
+        given, or one row per row of precomputed `log_probs`); -inf outside the support."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
+        log_probs = log_probs or self.log_probs(components)
         # id -1 (outside the support) reads log-probability -inf
-        root = gather_columns(self.root_log_probs(components), tables.root_ids, -torch.inf)
-        entries = gather_columns(self.entry_log_probs(components), tables.entry_ids, -torch.inf)
+        root = gather_columns(log_probs.root, tables.root_ids, -torch.inf)
+        entries = gather_columns(log_probs.entries, tables.entry_ids, -torch.inf)
         per_rooting = root + entries.sum(dim=-1)  # [A, B, E]
         return torch.logsumexp(per_rooting, dim=-1)
 
@@ -111,11 +127,14 @@ class SBN(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, components: np.ndarray, generator: torch.Generator | None = None
+        self,
+        components: np.ndarray,
+        generator: torch.Generator | None = None,
+        log_probs: SBNLogProbs | None = None,
     ) -> SampledTopologies:
-        """One unrooted topology per entry of `components` (component indices `[n]`): parent
-        arrays `[n, 2N-3]` ready for the likelihood kernel (not in canonical form) and the
-        tables that score them under every component.
+        """One unrooted topology per entry of `components` (component indices `[n]`, or rows
+        of precomputed `log_probs`): parent arrays `[n, 2N-3]` ready for the likelihood kernel
+        (not in canonical form) and the tables that score them under every component.
 
         Draw a root split, then split every clade given its parent subsplit down to the tips
         (compiled, `sbn_sampling`); the root split's internal side becomes the trifurcating root.
@@ -123,8 +142,10 @@ class SBN(nn.Module):
         index, n = self.index, self.index.n_taxa
         components = np.asarray(components, dtype=np.int64)
         used, rows = np.unique(components, return_inverse=True)
-        root_cumulative = torch.softmax(self.root_logits[torch.as_tensor(used)], -1).cumsum(-1)
-        entry_probabilities = self.entry_log_probs(used).exp()
+        if log_probs is None:
+            log_probs, used = self.log_probs(used), np.arange(used.size)
+        root_cumulative = log_probs.root[used].exp().cumsum(-1)
+        entry_probabilities = log_probs.entries[used].exp()
         uniforms = torch.rand((components.size, n - 1), generator=generator, dtype=torch.float64)
         parents = sample_parent_arrays(
             rows.astype(np.int64), uniforms[:, 0].numpy(), uniforms[:, 1:].numpy(),
