@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
-from vbpi_mix.variational.components import component_rows, gather_columns
+from vbpi_mix.variational.components import component_rows
 
 BranchFeatures = Literal["split", "psp"]
 MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start
@@ -54,8 +54,15 @@ def edge_features(tables: TopologyTables, parents: np.ndarray) -> EdgeFeatures:
 
 
 def _gather(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """table `[A, K]` at ids (any shape, -1 reads 0): `[A, *ids.shape]`."""
-    return gather_columns(table, ids, 0.0)
+    """table `[A, K]` at ids (any shape, -1 reads 0): `[A, *ids.shape]`.
+
+    One index_select over the flattened ids: its backward is an index_add, measured 1.5x
+    faster than the accumulating index_put behind advanced indexing (A=10, 100 DS1 trees).
+    """
+    flat = ids.reshape(-1)
+    flat = torch.where(flat < 0, table.shape[1], flat)
+    padded = torch.cat([table, table.new_zeros(table.shape[0], 1)], dim=-1)
+    return padded.index_select(1, flat).view(table.shape[0], *ids.shape)
 
 
 class BranchLengthModel(nn.Module):

@@ -6,8 +6,9 @@ mixture components.
 
 Parameters: one logit per root split `[A, R]` and one per conditional entry `[A, M]`;
 probabilities are (masked) softmaxes computed from them when used, never cached. Scoring uses
-the gather tables of vbpi_mix.trees.subsplits: one gather, a sum over nodes and a logsumexp
-over rootings for the whole batch and every component.
+the gather tables of vbpi_mix.trees.subsplits: one compiled pass for the log-probability of
+every rooting (vbpi_mix.variational.sbn_scoring) and a logsumexp over rootings, for the whole
+batch and every component.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
-from vbpi_mix.variational.components import component_rows, gather_columns
+from vbpi_mix.variational.components import component_rows
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
+from vbpi_mix.variational.sbn_scoring import rooting_log_probs
 
 SBNInit = Literal["uniform", "counts"]
 
@@ -109,10 +111,7 @@ class SBN(nn.Module):
         given, or one row per row of precomputed `log_probs`); -inf outside the support."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
         log_probs = log_probs or self.log_probs(components)
-        # id -1 (outside the support) reads log-probability -inf
-        root = gather_columns(log_probs.root, tables.root_ids, -torch.inf)
-        entries = gather_columns(log_probs.entries, tables.entry_ids, -torch.inf)
-        per_rooting = root + entries.sum(dim=-1)  # [A, B, E]
+        per_rooting = rooting_log_probs(log_probs.root, log_probs.entries, tables)  # [A, B, E]
         return torch.logsumexp(per_rooting, dim=-1)
 
     @torch.no_grad()
