@@ -1,12 +1,16 @@
 """Seconds per training iteration on DS1 for A components x estimator (A2A, S2A, S2S), K=10:
 the cost that S2A/S2S are meant to cut (Hotti et al. 2024), all settings in one run.
 
+Each cell is the median of `--repeats` timings taken in rounds over the whole table, so that
+a slow spell of the machine touches one round of every cell rather than a few cells.
+
     python -m benchmarks.iteration [--data DIR] [--components 1 2 5 10 20] [--iterations 10]
-        [--plot benchmarks/results/iteration]   # also draws the table as PNG and PDF
+        [--repeats 3] [--plot benchmarks/results/iteration]   # also draws PNG and PDF
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +47,7 @@ def main() -> None:
     parser = benchmark_arguments(__doc__.split("\n")[0])
     parser.add_argument("--components", type=int, nargs="+", default=[1, 2, 5, 10, 20])
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; cells give the median")
     parser.add_argument("--plot", type=Path, metavar="STEM", help="write STEM.png and STEM.pdf")
     args = parser.parse_args()
     data_dir = start(args, "seconds per iteration, DS1, K=10, VIMCO, PSP")
@@ -51,20 +56,29 @@ def main() -> None:
         ufboot_paths(data_dir, "DS1"), load_alignment(fasta).taxa, progress=False
     )
     labels = [f"{name.upper()}" + (f" S={s}" if s else "") for name, s in SETTINGS]
+    timings: dict[tuple[int, str], list[float]] = {}
+    for _ in range(args.repeats):
+        for components in args.components:
+            for label, (estimator, subset) in zip(labels, SETTINGS, strict=True):
+                try:
+                    value = seconds_per_iteration(
+                        fasta, support, components, estimator, subset, args.iterations
+                    )
+                except VbpiMixError:  # e.g. S > A, or S2S with S = A (that is A2A)
+                    continue
+                timings.setdefault((components, label), []).append(value)
     print("| A | " + " | ".join(labels) + " |")
     print("|---:|" + "---:|" * len(labels))
     series: dict[str, list[tuple[int, float]]] = {label: [] for label in labels}
     for components in args.components:
         cells = []
-        for label, (estimator, subset) in zip(labels, SETTINGS, strict=True):
-            try:
-                value = seconds_per_iteration(
-                    fasta, support, components, estimator, subset, args.iterations
-                )
-                cells.append(f"{value:.3f}")
-                series[label].append((components, value))
-            except VbpiMixError:  # e.g. S > A, or S2S with S = A (that is A2A)
+        for label in labels:
+            if (components, label) not in timings:
                 cells.append("-")
+                continue
+            value = statistics.median(timings[components, label])
+            cells.append(f"{value:.4f}")
+            series[label].append((components, value))
         print(f"| {components} | " + " | ".join(cells) + " |", flush=True)
     if args.plot:
         plot_seconds_against_components(series, args.plot, "DS1, K=10, 2 cores")

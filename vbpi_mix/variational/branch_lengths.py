@@ -115,8 +115,10 @@ class BranchLengthModel(nn.Module):
         precomputed `moments`, mean_and_log_std's pair, when given)."""
         mean, log_std = moments or self.mean_and_log_std(edges)
         rows = torch.as_tensor(np.asarray(components, dtype=np.int64))
-        batch = torch.arange(rows.numel())
-        mean, log_std = mean[rows, batch], log_std[rows, batch]
+        # tree b's row of [A, B, E]; gather's backward is a scatter_add, cheaper than the
+        # accumulating index_put behind advanced indexing
+        rows = rows.view(1, -1, 1).expand(1, rows.numel(), mean.shape[-1])
+        mean, log_std = mean.gather(0, rows)[0], log_std.gather(0, rows)[0]
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         return torch.exp(mean + log_std.exp() * noise)
 
