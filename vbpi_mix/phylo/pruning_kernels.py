@@ -21,11 +21,13 @@ from numba import prange
 TINY = np.finfo(np.float64).tiny
 PATTERN_BLOCK = 256  # 2 children x 4 states x 256 patterns x 8 bytes = 16 KiB, inside L1
 # A node's vector is rescaled only when some pattern's largest entry leaves [2^-128, 2^128].
-# Children inside that range give products of at least 2^-384 at the root (three messages),
-# far above float64's smallest normal number, 2^-1022.
+# Vectors left as they are keep every pattern's maximum at 2^-128 or more, so a product of two
+# (at the root three) messages starts from 2^-384 times the transition probabilities along
+# the way, far above float64's smallest normal number, 2^-1022.
 RESCALE_BELOW, RESCALE_ABOVE = 2.0**-128, 2.0**128
 # Reassociation and contraction let the pattern loops vectorise; no-NaN/no-inf assumptions are
-# left out, so a zero site likelihood still gives -inf rather than undefined behaviour.
+# left out and divisions follow numpy's rules, so a zero site likelihood gives -inf (and an
+# infinite gradient) rather than undefined behaviour or an exception inside a kernel.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 _jit = numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
 _parallel = numba.njit(
