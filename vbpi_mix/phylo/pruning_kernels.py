@@ -19,7 +19,6 @@ import numpy as np
 from numba import prange
 
 TINY = np.finfo(np.float64).tiny
-PATTERN_BLOCK = 256  # 2 children x 4 states x 256 patterns x 8 bytes = 16 KiB, inside L1
 # A node's vector is rescaled only when some pattern's largest entry leaves [2^-128, 2^128].
 # Vectors left as they are keep every pattern's maximum at 2^-128 or more, so a product of two
 # (at the root three) messages starts from 2^-384 times the transition probabilities along
@@ -36,62 +35,64 @@ _parallel = numba.njit(
 
 
 @_jit
+def _entries(matrix):
+    """The 16 entries of a 4 x 4 matrix, row by row, as scalars for the pattern loops."""
+    return (
+        matrix[0, 0], matrix[0, 1], matrix[0, 2], matrix[0, 3],
+        matrix[1, 0], matrix[1, 1], matrix[1, 2], matrix[1, 3],
+        matrix[2, 0], matrix[2, 1], matrix[2, 2], matrix[2, 3],
+        matrix[3, 0], matrix[3, 1], matrix[3, 2], matrix[3, 3],
+    )  # fmt: skip
+
+
+@_jit
+def _times(m, v0, v1, v2, v3):
+    """The matrix (16 entries from _entries) times the vector (v0, v1, v2, v3)."""
+    return (
+        m[0] * v0 + m[1] * v1 + m[2] * v2 + m[3] * v3,
+        m[4] * v0 + m[5] * v1 + m[6] * v2 + m[7] * v3,
+        m[8] * v0 + m[9] * v1 + m[10] * v2 + m[11] * v3,
+        m[12] * v0 + m[13] * v1 + m[14] * v2 + m[15] * v3,
+    )
+
+
+# The pattern loops below compute all four states of a pattern in one iteration, reading each
+# input row once (a loop per state read the inputs four times: 1.4x slower), through
+# one-dimensional row views (indexing the 3-d arrays inside the loop kept LLVM from
+# vectorising it: 2.2x slower).
+
+
+@_jit
 def _message(matrix, partial, out, maximum):
     """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]; maximum[p] = max_(c,i) out."""
-    n_categories, _, n_patterns = partial.shape
     maximum[:] = 0.0
-    for c in range(n_categories):
-        for i in range(4):
-            a0, a1, a2, a3 = matrix[c, i, 0], matrix[c, i, 1], matrix[c, i, 2], matrix[c, i, 3]
-            for p in range(n_patterns):
-                value = (
-                    a0 * partial[c, 0, p]
-                    + a1 * partial[c, 1, p]
-                    + a2 * partial[c, 2, p]
-                    + a3 * partial[c, 3, p]
-                )
-                out[c, i, p] = value
-                maximum[p] = max(maximum[p], value)
+    for c in range(partial.shape[0]):
+        x0, x1, x2, x3 = partial[c, 0], partial[c, 1], partial[c, 2], partial[c, 3]
+        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        a = _entries(matrix[c])
+        for p in range(maximum.size):
+            r0, r1, r2, r3 = _times(a, x0[p], x1[p], x2[p], x3[p])
+            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
+            maximum[p] = max(maximum[p], max(max(r0, r1), max(r2, r3)))
 
 
 @_jit
 def _product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
     """out = (matrix1 partial1) * (matrix2 partial2), per category, fused, and its per-pattern
-    maximum over (c, i); patterns in blocks of PATTERN_BLOCK so that the children's block
-    stays in L1 across the four states. (A separate pass over `out` for the maximum was
-    measured to cost as much as the product itself.) The loops read one-dimensional row
-    views: indexing the 3-d arrays directly kept LLVM from vectorising this loop (2.2x
-    slower)."""
-    n_categories, _, n_patterns = partial1.shape
+    maximum over (c, i). (A separate pass over `out` for the maximum was measured to cost as
+    much as the product itself.)"""
     maximum[:] = 0.0
-    for start in range(0, n_patterns, PATTERN_BLOCK):
-        stop = min(start + PATTERN_BLOCK, n_patterns)
-        largest = maximum[start:stop]
-        for c in range(n_categories):
-            x0, x1 = partial1[c, 0, start:stop], partial1[c, 1, start:stop]
-            x2, x3 = partial1[c, 2, start:stop], partial1[c, 3, start:stop]
-            y0, y1 = partial2[c, 0, start:stop], partial2[c, 1, start:stop]
-            y2, y3 = partial2[c, 2, start:stop], partial2[c, 3, start:stop]
-            for i in range(4):
-                a0, a1, a2, a3 = (
-                    matrix1[c, i, 0],
-                    matrix1[c, i, 1],
-                    matrix1[c, i, 2],
-                    matrix1[c, i, 3],
-                )
-                b0, b1, b2, b3 = (
-                    matrix2[c, i, 0],
-                    matrix2[c, i, 1],
-                    matrix2[c, i, 2],
-                    matrix2[c, i, 3],
-                )
-                result = out[c, i, start:stop]
-                for q in range(stop - start):
-                    value = (a0 * x0[q] + a1 * x1[q] + a2 * x2[q] + a3 * x3[q]) * (
-                        b0 * y0[q] + b1 * y1[q] + b2 * y2[q] + b3 * y3[q]
-                    )
-                    result[q] = value
-                    largest[q] = max(largest[q], value)
+    for c in range(partial1.shape[0]):
+        x0, x1, x2, x3 = partial1[c, 0], partial1[c, 1], partial1[c, 2], partial1[c, 3]
+        y0, y1, y2, y3 = partial2[c, 0], partial2[c, 1], partial2[c, 2], partial2[c, 3]
+        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        a, b = _entries(matrix1[c]), _entries(matrix2[c])
+        for p in range(maximum.size):
+            s0, s1, s2, s3 = _times(a, x0[p], x1[p], x2[p], x3[p])
+            t0, t1, t2, t3 = _times(b, y0[p], y1[p], y2[p], y3[p])
+            r0, r1, r2, r3 = s0 * t0, s1 * t1, s2 * t2, s3 * t3
+            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
+            maximum[p] = max(maximum[p], max(max(r0, r1), max(r2, r3)))
 
 
 @_jit
@@ -178,20 +179,24 @@ def root_log_likelihoods(
 @_jit
 def _edge_gradient(upper, lower, coefficient, weights, out):
     """out[c, i, j] = w_c sum_p coefficient[p] upper[c, i, p] lower[c, j, p]."""
-    n_categories, _, n_patterns = upper.shape
-    for c in range(n_categories):
-        low0, low1, low2, low3 = lower[c, 0], lower[c, 1], lower[c, 2], lower[c, 3]
-        for i in range(4):
-            up = upper[c, i]
-            g0 = g1 = g2 = g3 = 0.0
-            for p in range(n_patterns):
-                u = coefficient[p] * up[p]
-                g0 += u * low0[p]
-                g1 += u * low1[p]
-                g2 += u * low2[p]
-                g3 += u * low3[p]
-            out[c, i, 0], out[c, i, 1] = weights[c] * g0, weights[c] * g1
-            out[c, i, 2], out[c, i, 3] = weights[c] * g2, weights[c] * g3
+    for c in range(upper.shape[0]):
+        u0, u1, u2, u3 = upper[c, 0], upper[c, 1], upper[c, 2], upper[c, 3]
+        l0, l1, l2, l3 = lower[c, 0], lower[c, 1], lower[c, 2], lower[c, 3]
+        g00 = g01 = g02 = g03 = g10 = g11 = g12 = g13 = 0.0
+        g20 = g21 = g22 = g23 = g30 = g31 = g32 = g33 = 0.0
+        for p in range(coefficient.size):
+            k = coefficient[p]
+            a0, a1, a2, a3 = k * u0[p], k * u1[p], k * u2[p], k * u3[p]
+            b0, b1, b2, b3 = l0[p], l1[p], l2[p], l3[p]
+            g00, g01, g02, g03 = g00 + a0 * b0, g01 + a0 * b1, g02 + a0 * b2, g03 + a0 * b3
+            g10, g11, g12, g13 = g10 + a1 * b0, g11 + a1 * b1, g12 + a1 * b2, g13 + a1 * b3
+            g20, g21, g22, g23 = g20 + a2 * b0, g21 + a2 * b1, g22 + a2 * b2, g23 + a2 * b3
+            g30, g31, g32, g33 = g30 + a3 * b0, g31 + a3 * b1, g32 + a3 * b2, g33 + a3 * b3
+        w = weights[c]
+        out[c, 0, 0], out[c, 0, 1], out[c, 0, 2], out[c, 0, 3] = w * g00, w * g01, w * g02, w * g03
+        out[c, 1, 0], out[c, 1, 1], out[c, 1, 2], out[c, 1, 3] = w * g10, w * g11, w * g12, w * g13
+        out[c, 2, 0], out[c, 2, 1], out[c, 2, 2], out[c, 2, 3] = w * g20, w * g21, w * g22, w * g23
+        out[c, 3, 0], out[c, 3, 1], out[c, 3, 2], out[c, 3, 3] = w * g30, w * g31, w * g32, w * g33
 
 
 @_jit
@@ -205,16 +210,28 @@ def _push_down(matrix, upper, out, maximum, pattern_weights):
 def _site_and_coefficient(a, b, c_, scale_by_frequencies, frequencies, weights, factor, pw, out):
     """out[p] = factor n_p / site[p], site[p] = sum_c w_c sum_i f_i (a b c_)[c, i, p] with
     f_i = pi_i (root stage) or 1 (levels, where pi is already inside the outside vector)."""
-    n_categories, _, n_patterns = a.shape
-    site = np.zeros(n_patterns)
-    for c in range(n_categories):
-        for i in range(4):
-            f = weights[c] * (frequencies[i] if scale_by_frequencies else 1.0)
-            a_row, b_row, c_row = a[c, i], b[c, i], c_[c, i]
-            for p in range(n_patterns):
-                site[p] += f * a_row[p] * b_row[p] * c_row[p]
-    for p in range(n_patterns):
-        out[p] = factor * pw[p] / site[p]
+    out[:] = 0.0
+    for c in range(a.shape[0]):
+        f0 = f1 = f2 = f3 = weights[c]
+        if scale_by_frequencies:
+            f0, f1, f2, f3 = (
+                f0 * frequencies[0],
+                f1 * frequencies[1],
+                f2 * frequencies[2],
+                f3 * frequencies[3],
+            )
+        a0, a1, a2, a3 = a[c, 0], a[c, 1], a[c, 2], a[c, 3]
+        b0, b1, b2, b3 = b[c, 0], b[c, 1], b[c, 2], b[c, 3]
+        c0, c1, c2, c3 = c_[c, 0], c_[c, 1], c_[c, 2], c_[c, 3]
+        for p in range(out.size):
+            out[p] += (
+                f0 * a0[p] * b0[p] * c0[p]
+                + f1 * a1[p] * b1[p] * c1[p]
+                + f2 * a2[p] * b2[p] * c2[p]
+                + f3 * a3[p] * b3[p] * c3[p]
+            )
+    for p in range(out.size):
+        out[p] = factor * pw[p] / out[p]
 
 
 @_parallel
