@@ -56,8 +56,9 @@ def edge_features(tables: TopologyTables, parents: np.ndarray) -> EdgeFeatures:
 def _gather(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """table `[A, K]` at ids (any shape, -1 reads 0): `[A, *ids.shape]`.
 
-    One index_select over the flattened ids: its backward is an index_add, measured 1.5x
-    faster than the accumulating index_put behind advanced indexing (A=10, 100 DS1 trees).
+    One index_select over the flattened ids: its backward is an index_add, where advanced
+    indexing's is an accumulating index_put (1.5x slower forward and backward, measured on
+    a gather of 1.3 million ids from a `[10, M]` table).
     """
     flat = ids.reshape(-1)
     flat = torch.where(flat < 0, table.shape[1], flat)

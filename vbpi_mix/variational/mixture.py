@@ -3,8 +3,9 @@ branch-length model with its own parameters, stacked along a leading component d
 
     q(tau, b) = (1/A) sum_a SBN_a(tau) LogNormal_a(b | tau)
 
-`log_q` scores a batch of particles under every component in one call, `[n, A]`. A = 1 is
-plain VBPI. Components start from different seeded perturbations, or they never separate.
+`sample_and_score` draws a batch of particles and scores it under every component in one
+call, `[n, A]`. A = 1 is plain VBPI. Components start from different seeded perturbations,
+or they never separate.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Particles:
 
 
 class Mixture(nn.Module):
-    """The variational family; `sample` draws from chosen components, `log_q` scores."""
+    """The variational family; `sample` draws from chosen components, `sample_and_score`
+    also scores the draw under every (or the chosen) component."""
 
     def __init__(
         self,
