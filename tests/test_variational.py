@@ -88,6 +88,26 @@ def test_log_prob_is_invariant_to_the_encoding_root():
     torch.testing.assert_close(values, values[:, :1].expand_as(values))
 
 
+@pytest.mark.parametrize("far_below", [0.0, 1000.0])
+def test_entry_log_probs_are_a_log_softmax_within_each_family(far_below):
+    """Against a per-family log_softmax, also when one family's logits lie 1000 nats below
+    the largest of their component (a shift shared by the whole row would underflow there)."""
+    sbn = full_support_sbn(6, components=2, seed=3)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        sbn.entry_logits.copy_(3 * torch.randn(sbn.entry_logits.shape, generator=generator))
+        parent = torch.as_tensor(sbn.index.entry_parent)
+        sizes = torch.bincount(parent)
+        family = int(torch.nonzero(sizes > 1)[0])
+        sbn.entry_logits[:, parent == family] -= far_below
+    values = sbn.entry_log_probs()
+    assert torch.isfinite(values).all()
+    for f in range(int(parent.max()) + 1):
+        members = parent == f
+        expected = torch.log_softmax(sbn.entry_logits[:, members].detach(), dim=1)
+        torch.testing.assert_close(values[:, members].detach(), expected)
+
+
 def test_gradients_reach_every_parameter():
     sbn = full_support_sbn(5, components=2)
     log_q = sbn.log_prob(enumerated(5))
