@@ -17,15 +17,9 @@ from vbpi_mix.trees.rootings import all_taxa
 @numba.njit(cache=True, nogil=True)
 def _position(sorted_keys: np.ndarray, key) -> int:
     """Index of `key` in the ascending array `sorted_keys`, or -1 where it is absent."""
-    low, high = 0, sorted_keys.size
-    while low < high:
-        middle = (low + high) >> 1
-        if sorted_keys[middle] < key:
-            low = middle + 1
-        else:
-            high = middle
-    if low < sorted_keys.size and sorted_keys[low] == key:
-        return low
+    position = np.searchsorted(sorted_keys, key)
+    if position < sorted_keys.size and sorted_keys[position] == key:
+        return position
     return -1
 
 
