@@ -109,11 +109,11 @@ def _rescale_if_out_of_range(values, maximum, pattern_weights):
     smallest, largest = maximum.min(), maximum.max()
     if smallest >= RESCALE_BELOW and largest <= RESCALE_ABOVE:
         return 0.0
-    total = 0.0
     for p in range(n_patterns):
-        factor = max(maximum[p], TINY)
-        total += pattern_weights[p] * np.log(factor)
-        maximum[p] = 1.0 / factor
+        maximum[p] = max(maximum[p], TINY)
+    total = _weighted_log_sum(maximum, pattern_weights)
+    for p in range(n_patterns):
+        maximum[p] = 1.0 / maximum[p]
     for c in range(n_categories):
         for i in range(4):
             for p in range(n_patterns):
