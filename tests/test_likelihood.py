@@ -267,28 +267,30 @@ def test_gradcheck_in_transitions_frequencies_and_category_weights():
     assert torch.autograd.gradcheck(function, (transitions, frequencies, weights))
 
 
-def test_backward_after_a_newer_forward_is_refused():
-    alignment, parents, lengths = small_problem(5, 10, seed=11)
-    workspace = Workspace()
-    t = JC69().transition_matrices(torch.as_tensor(lengths)[None]).requires_grad_()
-    args = (alignment.tip_partials(), alignment.pattern_weights(), workspace)
-    schedule = build_schedule(parents[None], 5)
-    first = pruning_log_likelihood(
-        schedule,
-        t,
-        torch.full((4,), 0.25, dtype=torch.float64),
-        torch.ones(1, dtype=torch.float64),
-        *args,
-    )
-    pruning_log_likelihood(
-        schedule,
-        t,
-        torch.full((4,), 0.25, dtype=torch.float64),
-        torch.ones(1, dtype=torch.float64),
-        *args,
-    )
-    with pytest.raises(RuntimeError, match="newer forward"):
-        first.sum().backward()
+def test_graphs_sharing_a_workspace_keep_their_own_gradients():
+    """The gradient is computed in the forward call; a later forward on the same buffers must
+    not change what an earlier graph's backward returns."""
+    alignment, parents, lengths = small_problem(6, 30, seed=11)
+    model, workspace = JC69(), Workspace()
+    args = (model.frequencies, model.category_weights, alignment.tip_partials())
+    schedule = build_schedule(parents[None], 6)
+    gradients = []
+    for shared in (True, False):
+        first = torch.as_tensor(lengths)[None].clone().requires_grad_()
+        second = (2 * torch.as_tensor(lengths)[None]).requires_grad_()
+        values = [
+            pruning_log_likelihood(
+                schedule,
+                model.transition_matrices(bl),
+                *args,
+                alignment.pattern_weights(),
+                workspace if shared else None,
+            )  # fmt: skip
+            for bl in (first, second)
+        ]
+        values[0].sum().backward()
+        gradients.append(first.grad)
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=0, atol=0)
 
 
 def test_site_likelihoods_below_double_range_do_not_underflow():
@@ -311,22 +313,27 @@ def test_site_likelihoods_below_double_range_do_not_underflow():
     torch.testing.assert_close(gradient[0], expected_gradient, rtol=1e-8, atol=0)
 
 
-@pytest.mark.parametrize("chunk_trees", [1, 2, 5])
-def test_chunked_schedules_give_the_same_values_and_gradients(chunk_trees):
+def test_a_batch_gives_each_tree_its_own_value_and_gradient():
+    """Trees are split into blocks, one per thread, sharing scratch rows; batched results
+    must equal those of each tree alone."""
     model = GTR(torch.tensor(GTR_RATES, dtype=torch.float64), None, 2, 0.7)
     alignment, _, _ = small_problem(9, 60, seed=14, model=model)
     rng = np.random.default_rng(15)
     parents = np.stack([random_parents(9, rng) for _ in range(5)])
     lengths = torch.as_tensor(rng.uniform(0.01, 0.4, (5, 15)))
-    results = []
-    for chunk in (None, chunk_trees):
-        bl = lengths.clone().requires_grad_()
-        schedule = build_schedule(parents, 9, chunk)
+    upstream = torch.as_tensor(rng.normal(size=5))
+
+    def value_and_gradient(trees, branch_lengths, weights):
+        bl = branch_lengths.clone().requires_grad_()
         value = pruning_log_likelihood(
-            schedule, model.transition_matrices(bl), model.frequencies, model.category_weights,
-            alignment.tip_partials(), alignment.pattern_weights(),
+            build_schedule(trees, 9), model.transition_matrices(bl), model.frequencies,
+            model.category_weights, alignment.tip_partials(), alignment.pattern_weights(),
         )  # fmt: skip
-        value.sum().backward()
-        results.append((value.detach(), bl.grad))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-14, atol=0)
-    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)
+        (value * weights).sum().backward()
+        return value.detach(), bl.grad
+
+    batch_value, batch_gradient = value_and_gradient(parents, lengths, upstream)
+    for b in range(5):
+        value, gradient = value_and_gradient(parents[b : b + 1], lengths[b : b + 1], upstream[b])
+        torch.testing.assert_close(batch_value[b : b + 1], value, rtol=1e-14, atol=0)
+        torch.testing.assert_close(batch_gradient[b : b + 1], gradient, rtol=1e-12, atol=1e-12)

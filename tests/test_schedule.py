@@ -1,4 +1,5 @@
-"""The level schedule: every child computed before its parent, and malformed trees refused."""
+"""The schedule: each tree's rows together, every child before its parent, the rows
+faithful to the parent arrays, and malformed trees refused."""
 
 from __future__ import annotations
 
@@ -10,20 +11,39 @@ from vbpi_mix.phylo.schedule import build_schedule
 from vbpi_mix.trees.random_tree import random_parents
 
 
-@pytest.mark.parametrize("chunk_trees", [None, 1, 3])
-def test_children_lie_in_earlier_segments_and_rows_cover_every_node(chunk_trees):
+def test_rows_of_each_tree_are_contiguous_children_first_and_match_the_parents():
     rng = np.random.default_rng(0)
-    n = 12
-    parents = np.stack([random_parents(n, rng) for _ in range(7)])
-    schedule = build_schedule(parents, n, chunk_trees)
-    assert schedule.segment_bounds[0] == n and schedule.segment_bounds[-1] == schedule.n_rows
-    segment_of_row = np.searchsorted(schedule.segment_bounds, np.arange(schedule.n_rows), "right")
-    for k, row in enumerate(range(n, schedule.n_rows)):
-        for child in schedule.child_rows[k]:
-            assert child < n or segment_of_row[child] < segment_of_row[row]
-            assert child < n or schedule.row_trees[child - n] == schedule.row_trees[k]
+    n, n_trees = 12, 7
+    e = 2 * n - 3
+    parents = np.stack([random_parents(n, rng) for _ in range(n_trees)])
+    schedule = build_schedule(parents, n)
+    assert schedule.n_rows == n + n_trees * (n - 3)
+
+    def node_of(b, row):
+        """The node at a row: a tip, or the common parent of the row's two children."""
+        if row < n:
+            return row
+        first, second = schedule.child_edges[row - n] - b * e
+        assert parents[b, first] == parents[b, second]
+        return parents[b, first]
+
+    for b in range(n_trees):
+        rows = range(n + b * (n - 3), n + (b + 1) * (n - 3))
+        nodes = {node_of(b, row) for row in rows}
+        assert nodes == set(range(n, 2 * n - 3))  # every internal non-root node once
+        for row in rows:
+            for child_row, child_edge in zip(
+                schedule.child_rows[row - n], schedule.child_edges[row - n], strict=True
+            ):
+                assert child_row < n or rows.start <= child_row < row  # same tree, earlier
+                assert node_of(b, child_row) == child_edge - b * e
+        for child_row, child_edge in zip(
+            schedule.root_child_rows[b], schedule.root_child_edges[b], strict=True
+        ):
+            assert parents[b, child_edge - b * e] == 2 * n - 3
+            assert node_of(b, child_row) == child_edge - b * e
     edges = np.concatenate([schedule.child_edges.ravel(), schedule.root_child_edges.ravel()])
-    assert sorted(edges.tolist()) == list(range(7 * (2 * n - 3)))  # every edge exactly once
+    assert sorted(edges.tolist()) == list(range(n_trees * e))  # every edge exactly once
 
 
 def test_rejects_non_binary_and_cyclic_parent_arrays():

@@ -1,15 +1,18 @@
-"""Compiled (numba) loops of the pruning kernel: the numerical core, fused per node.
+"""Compiled (numba) loops of the pruning kernel: the numerical core, fused per tree.
 
-Each function walks the segments of a Schedule (one level of one chunk of trees) in order;
-the nodes of one segment run in parallel (`prange`), and for each node the two messages,
-their product and its per-pattern maximum (which decides whether to rescale) are done in one
-pass over its patterns, so a node's data are read once while in cache. No Python runs per
-node or per tree. The mathematics is stated in vbpi_mix.phylo.likelihood. The kernels make
-no BLAS or torch calls: another thread pool spinning beside numba's was measured to double
-the cost of a pass.
+The trees of a batch are split into one block per thread (`prange`); a thread walks each tree
+of its block on its own: the tree's nodes children first (likelihood), then, when a gradient
+is wanted, parents first (its gradient with respect to every transition matrix, with an
+upstream gradient of 1; the autograd backward only scales it). A tree's vectors live in a
+per-thread scratch buffer of N-3 rows that stays in cache (DS1: 0.7 MB), and for each node
+the two messages, their product and its per-pattern maximum (which decides whether to
+rescale) are one pass over its patterns. No Python runs per node or per tree. The
+mathematics is stated in vbpi_mix.phylo.likelihood. The kernels make no BLAS or torch calls:
+another thread pool spinning beside numba's was measured to double the cost of a pass.
 
-Array legend: R partials rows, C rate categories, P patterns, B trees; partials `[R, C, 4, P]`,
-transitions `[B*E, C, 4, 4]` (row i, column j: P(j | i)).
+Array legend: B trees, N taxa, C rate categories, P patterns; vectors `[C, 4, P]`, tips
+`[N, C, 4, P]`, scratch `[threads, N-3, C, 4, P]`, transitions `[B*E, C, 4, 4]` (row i,
+column j: P(j | i)).
 """
 
 from __future__ import annotations
@@ -64,51 +67,60 @@ def _times(m, v0, v1, v2, v3):
 
 @_jit
 def _message(matrix, partial, out, maximum):
-    """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]; maximum[p] = max_(c,i) out."""
+    """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]; maximum[p] = max_(c,i) out.
+    Returns whether some maximum[p] lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
     maximum[:] = 0.0
+    out_of_range = 0
     for c in range(partial.shape[0]):
         x0, x1, x2, x3 = partial[c, 0], partial[c, 1], partial[c, 2], partial[c, 3]
         o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
         a = _entries(matrix[c])
+        out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
             r0, r1, r2, r3 = _times(a, x0[p], x1[p], x2[p], x3[p])
             o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            maximum[p] = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            maximum[p] = largest
+            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+    return out_of_range > 0
 
 
 @_jit
 def _product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
     """out = (matrix1 partial1) * (matrix2 partial2), per category, fused, and its per-pattern
-    maximum over (c, i). (A separate pass over `out` for the maximum was measured to cost as
-    much as the product itself.)"""
+    maximum over (c, i); returns whether some maximum lies outside [RESCALE_BELOW,
+    RESCALE_ABOVE]. (Separate passes for the maxima and for the range test were measured to
+    cost as much as the product, and 0.7 times it.)"""
     maximum[:] = 0.0
+    out_of_range = 0
     for c in range(partial1.shape[0]):
         x0, x1, x2, x3 = partial1[c, 0], partial1[c, 1], partial1[c, 2], partial1[c, 3]
         y0, y1, y2, y3 = partial2[c, 0], partial2[c, 1], partial2[c, 2], partial2[c, 3]
         o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
         a, b = _entries(matrix1[c]), _entries(matrix2[c])
+        out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
             s0, s1, s2, s3 = _times(a, x0[p], x1[p], x2[p], x3[p])
             t0, t1, t2, t3 = _times(b, y0[p], y1[p], y2[p], y3[p])
             r0, r1, r2, r3 = s0 * t0, s1 * t1, s2 * t2, s3 * t3
             o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            maximum[p] = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            maximum[p] = largest
+            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+    return out_of_range > 0
 
 
 @_jit
-def _rescale_if_out_of_range(values, maximum, pattern_weights):
-    """Keep `[C, 4, P]` within float64's range; return sum_p n_p log(scale factor).
+def _rescale(values, maximum, pattern_weights):
+    """Divide each pattern of `[C, 4, P]` by its maximum (at least TINY); return
+    sum_p n_p log(maximum[p]), the log scale factor to add back.
 
-    If every pattern's maximum lies in [RESCALE_BELOW, RESCALE_ABOVE] nothing is done (0 is
-    returned); otherwise each pattern is divided by its maximum (at least TINY). Where a
+    Called only for vectors with some pattern out of [RESCALE_BELOW, RESCALE_ABOVE]. Where a
     vector is rescaled does not change the result: the likelihood adds the log factors back,
     and the gradients are ratios of vectors carrying the same factors. Rescaling every node
     costs a log per pattern and a second pass over the node's vector: measured, it doubled
     the time of the inside pass."""
     n_categories, _, n_patterns = values.shape
-    smallest, largest = maximum.min(), maximum.max()
-    if smallest >= RESCALE_BELOW and largest <= RESCALE_ABOVE:
-        return 0.0
     for p in range(n_patterns):
         maximum[p] = max(maximum[p], TINY)
     total = _weighted_log_sum(maximum, pattern_weights)
@@ -130,99 +142,22 @@ def _weighted_log_sum(values, pattern_weights):
     return total
 
 
-@_parallel
-def inside_pass(
-    partials, node_log_scale, transitions, segment_bounds, child_rows, child_edges,
-    pattern_weights, n_taxa,
-):  # fmt: skip
-    """Fill partials rows N..R-1 segment by segment; node_log_scale `[R-N]` gets each node's
-    sum_p n_p log(scale factor)."""
-    n_patterns = partials.shape[3]
-    for segment in range(segment_bounds.size - 1):
-        for row in prange(segment_bounds[segment], segment_bounds[segment + 1]):
-            k = row - n_taxa
-            maximum = np.empty(n_patterns)
-            _product_of_messages(
-                transitions[child_edges[k, 0]], partials[child_rows[k, 0]],
-                transitions[child_edges[k, 1]], partials[child_rows[k, 1]],
-                partials[row], maximum,
-            )  # fmt: skip
-            node_log_scale[k] = _rescale_if_out_of_range(partials[row], maximum, pattern_weights)
-
-
-@_parallel
-def root_log_likelihoods(
-    partials, transitions, rows, edges, frequencies, weights, pattern_weights, out
-):
-    """out[b] = sum_p n_p log site[b, p], site = sum_c w_c sum_i pi_i prod_k (P_ek L_rk)[c, i, p]
-    over the three root children (scale factors of the nodes below are added by the caller)."""
-    n_trees = rows.shape[0]
-    n_categories, _, n_patterns = partials.shape[1:]
-    for b in prange(n_trees):
-        pair = np.empty((n_categories, 4, n_patterns))
-        third = np.empty((n_categories, 4, n_patterns))
-        maximum = np.empty(n_patterns)  # not needed here
-        _product_of_messages(
-            transitions[edges[b, 0]], partials[rows[b, 0]],
-            transitions[edges[b, 1]], partials[rows[b, 1]], pair, maximum,
-        )  # fmt: skip
-        _message(transitions[edges[b, 2]], partials[rows[b, 2]], third, maximum)
-        site = np.zeros(n_patterns)
-        for c in range(n_categories):
-            for i in range(4):
-                factor = weights[c] * frequencies[i]
-                for p in range(n_patterns):
-                    site[p] += factor * pair[c, i, p] * third[c, i, p]
-        out[b] = _weighted_log_sum(site, pattern_weights)
+# The outside pass never stores an upper vector U = f * first * second (f = pi and the other
+# two root messages at the root; f = 1, D_u and the sibling's message below): its consumers
+# form it on the fly (a separate pass writing U and two passes reading it cost 1.2 us of the
+# 6.6 us per node, DS1).
 
 
 @_jit
-def _edge_gradient(upper, lower, coefficient, weights, out):
-    """out[c, i, j] = w_c sum_p coefficient[p] upper[c, i, p] lower[c, j, p]."""
-    for c in range(upper.shape[0]):
-        u0, u1, u2, u3 = upper[c, 0], upper[c, 1], upper[c, 2], upper[c, 3]
-        l0, l1, l2, l3 = lower[c, 0], lower[c, 1], lower[c, 2], lower[c, 3]
-        g00 = g01 = g02 = g03 = g10 = g11 = g12 = g13 = 0.0
-        g20 = g21 = g22 = g23 = g30 = g31 = g32 = g33 = 0.0
-        for p in range(coefficient.size):
-            k = coefficient[p]
-            a0, a1, a2, a3 = k * u0[p], k * u1[p], k * u2[p], k * u3[p]
-            b0, b1, b2, b3 = l0[p], l1[p], l2[p], l3[p]
-            g00, g01, g02, g03 = g00 + a0 * b0, g01 + a0 * b1, g02 + a0 * b2, g03 + a0 * b3
-            g10, g11, g12, g13 = g10 + a1 * b0, g11 + a1 * b1, g12 + a1 * b2, g13 + a1 * b3
-            g20, g21, g22, g23 = g20 + a2 * b0, g21 + a2 * b1, g22 + a2 * b2, g23 + a2 * b3
-            g30, g31, g32, g33 = g30 + a3 * b0, g31 + a3 * b1, g32 + a3 * b2, g33 + a3 * b3
-        w = weights[c]
-        out[c, 0, 0], out[c, 0, 1], out[c, 0, 2], out[c, 0, 3] = w * g00, w * g01, w * g02, w * g03
-        out[c, 1, 0], out[c, 1, 1], out[c, 1, 2], out[c, 1, 3] = w * g10, w * g11, w * g12, w * g13
-        out[c, 2, 0], out[c, 2, 1], out[c, 2, 2], out[c, 2, 3] = w * g20, w * g21, w * g22, w * g23
-        out[c, 3, 0], out[c, 3, 1], out[c, 3, 2], out[c, 3, 3] = w * g30, w * g31, w * g32, w * g33
-
-
-@_jit
-def _push_down(matrix, upper, out, maximum, pattern_weights):
-    """out = P^T U, kept in range: the outside vector below an edge, D[c, j, p]."""
-    _message(np.transpose(matrix, (0, 2, 1)), upper, out, maximum)
-    _rescale_if_out_of_range(out, maximum, pattern_weights)
-
-
-@_jit
-def _site_and_coefficient(a, b, c_, scale_by_frequencies, frequencies, weights, factor, pw, out):
-    """out[p] = factor n_p / site[p], site[p] = sum_c w_c sum_i f_i (a b c_)[c, i, p] with
-    f_i = pi_i (root stage) or 1 (levels, where pi is already inside the outside vector)."""
+def _site_and_coefficient(first, second, third, factors, weights, pattern_weights, out):
+    """out[p] = n_p / site[p], site[p] = sum_c w_c sum_i f_i (first second third)[c, i, p]."""
     out[:] = 0.0
-    for c in range(a.shape[0]):
-        f0 = f1 = f2 = f3 = weights[c]
-        if scale_by_frequencies:
-            f0, f1, f2, f3 = (
-                f0 * frequencies[0],
-                f1 * frequencies[1],
-                f2 * frequencies[2],
-                f3 * frequencies[3],
-            )
-        a0, a1, a2, a3 = a[c, 0], a[c, 1], a[c, 2], a[c, 3]
-        b0, b1, b2, b3 = b[c, 0], b[c, 1], b[c, 2], b[c, 3]
-        c0, c1, c2, c3 = c_[c, 0], c_[c, 1], c_[c, 2], c_[c, 3]
+    for c in range(first.shape[0]):
+        w = weights[c]
+        f0, f1, f2, f3 = w * factors[0], w * factors[1], w * factors[2], w * factors[3]
+        a0, a1, a2, a3 = first[c, 0], first[c, 1], first[c, 2], first[c, 3]
+        b0, b1, b2, b3 = second[c, 0], second[c, 1], second[c, 2], second[c, 3]
+        c0, c1, c2, c3 = third[c, 0], third[c, 1], third[c, 2], third[c, 3]
         for p in range(out.size):
             out[p] += (
                 f0 * a0[p] * b0[p] * c0[p]
@@ -231,92 +166,219 @@ def _site_and_coefficient(a, b, c_, scale_by_frequencies, frequencies, weights, 
                 + f3 * a3[p] * b3[p] * c3[p]
             )
     for p in range(out.size):
-        out[p] = factor * pw[p] / out[p]
+        out[p] = pattern_weights[p] / out[p]
 
 
-@_parallel
-def outside_root(
-    partials, outside, grad_transitions, grad_frequencies, grad_weights, transitions, rows,
-    edges, frequencies, weights, pattern_weights, grad_output, n_taxa,
-):  # fmt: skip
-    """Root stage of the backward pass: gradients of the three root edges, of pi and of the
-    category weights (per tree, `[B, 4]` and `[B, C]`), and D for internal root children."""
-    n_trees = rows.shape[0]
-    n_categories, _, n_patterns = partials.shape[1:]
-    for b in prange(n_trees):
-        messages = np.empty((3, n_categories, 4, n_patterns))
-        maximum = np.empty(n_patterns)
-        for k in range(3):
-            _message(transitions[edges[b, k]], partials[rows[b, k]], messages[k], maximum)
-        coefficient = np.empty(n_patterns)
-        _site_and_coefficient(
-            messages[0], messages[1], messages[2], True, frequencies, weights,
-            grad_output[b], pattern_weights, coefficient,
-        )  # fmt: skip
-        for c in range(n_categories):
-            for i in range(4):
-                m0, m1, m2 = messages[0, c, i], messages[1, c, i], messages[2, c, i]
-                total = 0.0
-                for p in range(n_patterns):
-                    total += coefficient[p] * m0[p] * m1[p] * m2[p]
-                grad_frequencies[b, i] += weights[c] * total
-                grad_weights[b, c] += frequencies[i] * total
-        upper = np.empty((n_categories, 4, n_patterns))
-        for k in range(3):
-            first, second = (1, 2) if k == 0 else ((0, 2) if k == 1 else (0, 1))
-            for c in range(n_categories):
-                for i in range(4):
-                    up, m1, m2 = upper[c, i], messages[first, c, i], messages[second, c, i]
-                    for p in range(n_patterns):
-                        up[p] = frequencies[i] * m1[p] * m2[p]
-            _edge_gradient(
-                upper, partials[rows[b, k]], coefficient, weights, grad_transitions[edges[b, k]]
+@_jit
+def _edge_gradient(first, second, factors, lower, coefficient, weights, out):
+    """out[c, i, j] = w_c sum_p coefficient[p] U[c, i, p] lower[c, j, p], with the upper
+    vector U = f * first * second."""
+    for c in range(first.shape[0]):
+        u0, u1, u2, u3 = first[c, 0], first[c, 1], first[c, 2], first[c, 3]
+        v0, v1, v2, v3 = second[c, 0], second[c, 1], second[c, 2], second[c, 3]
+        l0, l1, l2, l3 = lower[c, 0], lower[c, 1], lower[c, 2], lower[c, 3]
+        g00 = g01 = g02 = g03 = g10 = g11 = g12 = g13 = 0.0
+        g20 = g21 = g22 = g23 = g30 = g31 = g32 = g33 = 0.0
+        for p in range(coefficient.size):
+            k = coefficient[p]
+            a0, a1, a2, a3 = (
+                k * u0[p] * v0[p],
+                k * u1[p] * v1[p],
+                k * u2[p] * v2[p],
+                k * u3[p] * v3[p],
             )
-            if rows[b, k] >= n_taxa:
-                _push_down(
-                    transitions[edges[b, k]], upper, outside[rows[b, k] - n_taxa], maximum,
-                    pattern_weights,
-                )  # fmt: skip
+            b0, b1, b2, b3 = l0[p], l1[p], l2[p], l3[p]
+            g00, g01, g02, g03 = g00 + a0 * b0, g01 + a0 * b1, g02 + a0 * b2, g03 + a0 * b3
+            g10, g11, g12, g13 = g10 + a1 * b0, g11 + a1 * b1, g12 + a1 * b2, g13 + a1 * b3
+            g20, g21, g22, g23 = g20 + a2 * b0, g21 + a2 * b1, g22 + a2 * b2, g23 + a2 * b3
+            g30, g31, g32, g33 = g30 + a3 * b0, g31 + a3 * b1, g32 + a3 * b2, g33 + a3 * b3
+        w = weights[c]
+        w0, w1, w2, w3 = w * factors[0], w * factors[1], w * factors[2], w * factors[3]
+        out[c, 0, 0], out[c, 0, 1], out[c, 0, 2], out[c, 0, 3] = (
+            w0 * g00,
+            w0 * g01,
+            w0 * g02,
+            w0 * g03,
+        )
+        out[c, 1, 0], out[c, 1, 1], out[c, 1, 2], out[c, 1, 3] = (
+            w1 * g10,
+            w1 * g11,
+            w1 * g12,
+            w1 * g13,
+        )
+        out[c, 2, 0], out[c, 2, 1], out[c, 2, 2], out[c, 2, 3] = (
+            w2 * g20,
+            w2 * g21,
+            w2 * g22,
+            w2 * g23,
+        )
+        out[c, 3, 0], out[c, 3, 1], out[c, 3, 2], out[c, 3, 3] = (
+            w3 * g30,
+            w3 * g31,
+            w3 * g32,
+            w3 * g33,
+        )
+
+
+@_jit
+def _push_down(matrix, first, second, factors, out, maximum, pattern_weights):
+    """out = P^T U with U = f * first * second, rescaled when out of range: the outside
+    vector D[c, j, p] below an edge."""
+    maximum[:] = 0.0
+    out_of_range = 0
+    for c in range(first.shape[0]):
+        x0, x1, x2, x3 = first[c, 0], first[c, 1], first[c, 2], first[c, 3]
+        y0, y1, y2, y3 = second[c, 0], second[c, 1], second[c, 2], second[c, 3]
+        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        m = matrix[c]
+        f0, f1, f2, f3 = factors[0], factors[1], factors[2], factors[3]
+        a = (
+            m[0, 0] * f0, m[1, 0] * f1, m[2, 0] * f2, m[3, 0] * f3,
+            m[0, 1] * f0, m[1, 1] * f1, m[2, 1] * f2, m[3, 1] * f3,
+            m[0, 2] * f0, m[1, 2] * f1, m[2, 2] * f2, m[3, 2] * f3,
+            m[0, 3] * f0, m[1, 3] * f1, m[2, 3] * f2, m[3, 3] * f3,
+        )  # fmt: skip
+        out_of_range = 0  # only the last category's pass sees the final maxima
+        for p in range(maximum.size):
+            r0, r1, r2, r3 = _times(a, x0[p] * y0[p], x1[p] * y1[p], x2[p] * y2[p], x3[p] * y3[p])
+            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
+            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            maximum[p] = largest
+            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+    if out_of_range > 0:
+        _rescale(out, maximum, pattern_weights)
+
+
+@_jit
+def _vector(tips, scratch, row, first_row):
+    """The vector of schedule row `row`: a tip's partials, or the scratch row of an internal
+    node of the tree whose internal rows start at `first_row`."""
+    if row < tips.shape[0]:
+        return tips[row]
+    return scratch[row - first_row]
+
+
+@_jit
+def _tree_log_likelihood(
+    tips, scratch, transitions, child_rows, child_edges, root_rows, root_edges, frequencies,
+    weights, pattern_weights, first_row, messages, site,
+):  # fmt: skip
+    """log L of one tree: its internal vectors into `scratch` (children first, each rescaled
+    when out of range), then sum_p n_p (log site_p + log scale factors), site_p = sum_c w_c
+    sum_i pi_i prod_k (P_ek L_k)[c, i, p] over the three root children."""
+    n_taxa = tips.shape[0]
+    log_scale = 0.0
+    for j in range(scratch.shape[0]):
+        k = first_row - n_taxa + j
+        if _product_of_messages(
+            transitions[child_edges[k, 0]], _vector(tips, scratch, child_rows[k, 0], first_row),
+            transitions[child_edges[k, 1]], _vector(tips, scratch, child_rows[k, 1], first_row),
+            scratch[j], site,
+        ):  # fmt: skip
+            log_scale += _rescale(scratch[j], site, pattern_weights)
+    for k in range(3):
+        vector = _vector(tips, scratch, root_rows[k], first_row)
+        _message(transitions[root_edges[k]], vector, messages[k], site)
+    site[:] = 0.0
+    for c in range(messages.shape[1]):
+        for i in range(4):
+            factor = weights[c] * frequencies[i]
+            m0, m1, m2 = messages[0, c, i], messages[1, c, i], messages[2, c, i]
+            for p in range(site.size):
+                site[p] += factor * m0[p] * m1[p] * m2[p]
+    return _weighted_log_sum(site, pattern_weights) + log_scale
+
+
+@_jit
+def _root_gradient(
+    tips, scratch, grad_transitions, grad_frequencies, grad_weights, transitions, root_rows,
+    root_edges, frequencies, weights, pattern_weights, first_row, messages, coefficient,
+    maximum,
+):  # fmt: skip
+    """Root stage of one tree (`messages` hold its three root messages from the likelihood):
+    gradients of the three root edges (U of root child k: pi times the other two messages),
+    of pi and of the category weights (`[4]`, `[C]`), and D for internal root children,
+    written over their inside vectors once their edge gradient has used them."""
+    n_categories, _, n_patterns = messages.shape[1:]
+    _site_and_coefficient(
+        messages[0], messages[1], messages[2], frequencies, weights, pattern_weights,
+        coefficient,
+    )  # fmt: skip
+    for c in range(n_categories):
+        for i in range(4):
+            m0, m1, m2 = messages[0, c, i], messages[1, c, i], messages[2, c, i]
+            total = 0.0
+            for p in range(n_patterns):
+                total += coefficient[p] * m0[p] * m1[p] * m2[p]
+            grad_frequencies[i] += weights[c] * total
+            grad_weights[c] += frequencies[i] * total
+    for k in range(3):
+        first, second = messages[1 if k == 0 else 0], messages[1 if k == 2 else 2]
+        below = _vector(tips, scratch, root_rows[k], first_row)
+        matrix, gradient = transitions[root_edges[k]], grad_transitions[root_edges[k]]
+        _edge_gradient(first, second, frequencies, below, coefficient, weights, gradient)
+        if root_rows[k] >= tips.shape[0]:
+            _push_down(matrix, first, second, frequencies, below, maximum, pattern_weights)
+
+
+@_jit
+def _node_gradient(
+    tips, scratch, grad_transitions, transitions, j, child_rows, child_edges, weights,
+    pattern_weights, first_row, messages, ones, coefficient, maximum,
+):  # fmt: skip
+    """Internal node in scratch row j, whose row holds D_u: U(child s) = D_u * message of
+    the other child; the edge gradients of both children, and D for internal children,
+    written over their inside vectors once their edge gradient has used them."""
+    k = first_row - tips.shape[0] + j
+    down = scratch[j]
+    for s in range(2):
+        below = _vector(tips, scratch, child_rows[k, s], first_row)
+        _message(transitions[child_edges[k, s]], below, messages[s], maximum)
+    _site_and_coefficient(
+        down, messages[0], messages[1], ones, weights, pattern_weights, coefficient
+    )
+    for s in range(2):
+        below = _vector(tips, scratch, child_rows[k, s], first_row)
+        sibling = messages[1 - s]
+        matrix, gradient = transitions[child_edges[k, s]], grad_transitions[child_edges[k, s]]
+        _edge_gradient(down, sibling, ones, below, coefficient, weights, gradient)
+        if child_rows[k, s] >= tips.shape[0]:
+            _push_down(matrix, down, sibling, ones, below, maximum, pattern_weights)
 
 
 @_parallel
-def outside_levels(
-    partials, outside, grad_transitions, transitions, segment_bounds, child_rows, child_edges,
-    row_trees, frequencies, weights, pattern_weights, grad_output, n_taxa,
+def log_likelihoods(
+    tips, scratch, transitions, child_rows, child_edges, root_child_rows, root_child_edges,
+    frequencies, weights, pattern_weights, log_likelihood, with_gradient, grad_transitions,
+    grad_frequencies, grad_weights,
 ):  # fmt: skip
-    """Segments in reverse (levels top-down): U(child 1) = D_u * message(child 2) and vice
-    versa; edge gradients and D for internal children."""
-    n_categories, _, n_patterns = partials.shape[1:]
-    for segment in range(segment_bounds.size - 2, -1, -1):
-        for row in prange(segment_bounds[segment], segment_bounds[segment + 1]):
-            k = row - n_taxa
-            down = outside[k]
-            messages = np.empty((2, n_categories, 4, n_patterns))
-            maximum = np.empty(n_patterns)
-            for s in range(2):
-                _message(
-                    transitions[child_edges[k, s]], partials[child_rows[k, s]], messages[s],
-                    maximum,
-                )  # fmt: skip
-            coefficient = np.empty(n_patterns)
-            _site_and_coefficient(
-                down, messages[0], messages[1], False, frequencies, weights,
-                grad_output[row_trees[k]], pattern_weights, coefficient,
+    """log_likelihood `[B]`; with_gradient: also d log L_b / d (transitions of tree b, pi, w)
+    into grad_transitions `[B*E, C, 4, 4]`, grad_frequencies `[B, 4]`, grad_weights `[B, C]`
+    (zero-filled by the caller). Block t of the trees uses scratch[t]."""
+    n_blocks, n_inner, n_categories, _, n_patterns = scratch.shape
+    n_taxa, n_trees = tips.shape[0], root_child_rows.shape[0]
+    for block in prange(n_blocks):
+        local = scratch[block]
+        messages = np.empty((3, n_categories, 4, n_patterns))
+        ones = np.ones(4)
+        coefficient = np.empty(n_patterns)
+        maximum = np.empty(n_patterns)
+        for b in range(block * n_trees // n_blocks, (block + 1) * n_trees // n_blocks):
+            first_row = n_taxa + b * n_inner
+            log_likelihood[b] = _tree_log_likelihood(
+                tips, local, transitions, child_rows, child_edges, root_child_rows[b],
+                root_child_edges[b], frequencies, weights, pattern_weights, first_row,
+                messages, maximum,
             )  # fmt: skip
-            upper = np.empty((n_categories, 4, n_patterns))
-            for s in range(2):
-                sibling = messages[1 - s]
-                for c in range(n_categories):
-                    for i in range(4):
-                        up, outer, message = upper[c, i], down[c, i], sibling[c, i]
-                        for p in range(n_patterns):
-                            up[p] = outer[p] * message[p]
-                child_row, child_edge = child_rows[k, s], child_edges[k, s]
-                _edge_gradient(
-                    upper, partials[child_row], coefficient, weights, grad_transitions[child_edge]
-                )
-                if child_row >= n_taxa:
-                    _push_down(
-                        transitions[child_edge], upper, outside[child_row - n_taxa], maximum,
-                        pattern_weights,
-                    )  # fmt: skip
+            if not with_gradient:
+                continue
+            _root_gradient(
+                tips, local, grad_transitions, grad_frequencies[b], grad_weights[b],
+                transitions, root_child_rows[b], root_child_edges[b], frequencies, weights,
+                pattern_weights, first_row, messages, coefficient, maximum,
+            )  # fmt: skip
+            for j in range(n_inner - 1, -1, -1):
+                _node_gradient(
+                    tips, local, grad_transitions, transitions, j, child_rows, child_edges,
+                    weights, pattern_weights, first_row, messages, ones, coefficient, maximum,
+                )  # fmt: skip

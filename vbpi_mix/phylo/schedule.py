@@ -1,4 +1,4 @@
-"""Flatten a batch of unrooted binary trees into level-ordered index arrays for the kernel.
+"""Flatten a batch of unrooted binary trees into per-tree, children-first index arrays.
 
 Tree encoding (the contract between trees and the kernel): for N taxa, nodes 0..N-1 are the
 tips in the alignment's taxon order, N..2N-3 the internal nodes, and node 2N-3 is the
@@ -6,12 +6,10 @@ tips in the alignment's taxon order, N..2N-3 the internal nodes, and node 2N-3 i
 edge v is the edge above node v and branch lengths are indexed the same way: `[..., B, E]`,
 E = 2N-3. Every internal non-root node has two children, the root three.
 
-Rows of the kernel's partials buffer: tip i is row i (shared by all trees); the internal
-non-root nodes follow in segments: the batch is cut into chunks of consecutive trees (small
-enough for the chunk's partials to stay in cache), and each chunk's nodes are grouped by level
-(height above the tips). Segment s is the contiguous rows [segment_bounds[s],
-segment_bounds[s + 1]); every child lies in an earlier segment, so all nodes of a segment are
-evaluated together.
+Rows: tip i is row i (shared by all trees); tree b's N-3 internal non-root nodes are rows
+N + b (N-3) ... N + (b+1) (N-3) - 1 in post-order (every child before its parent), so the
+kernel can walk one tree's rows in order, upwards for the likelihood and in reverse,
+downwards, for its gradient, with nothing but that tree's vectors in cache.
 """
 
 from __future__ import annotations
@@ -28,17 +26,14 @@ from vbpi_mix.errors import VbpiMixError
 class Schedule:
     """Index arrays (int64) for one batch of B trees over N taxa; R = N + B (N-3) rows.
 
-    segment_bounds `[S+1]`: first row of each (chunk, level) segment, then R. For internal
-    row r (r >= N), at index r - N: child_rows `[R-N, 2]`, child_edges `[R-N, 2]` (flat indices into
-    `[B * E]`), row_trees `[R-N]` (its tree). root_child_rows / root_child_edges `[B, 3]`.
+    For internal row r (r >= N), at index r - N: child_rows `[R-N, 2]` and child_edges
+    `[R-N, 2]` (flat indices into `[B * E]`). root_child_rows / root_child_edges `[B, 3]`.
     """
 
     n_trees: int
     n_taxa: int
-    segment_bounds: np.ndarray
     child_rows: np.ndarray
     child_edges: np.ndarray
-    row_trees: np.ndarray
     root_child_rows: np.ndarray
     root_child_edges: np.ndarray
 
@@ -54,12 +49,10 @@ class Schedule:
 _NOT_BINARY, _CYCLE = 1, 2  # error codes of the compiled builder
 
 
-def build_schedule(parents: np.ndarray, n_taxa: int, chunk_trees: int | None = None) -> Schedule:
-    """Index arrays for trees given as parent arrays `[B, 2N-3]` (see the module docstring);
-    `chunk_trees` trees per chunk (default: the whole batch in one chunk).
+def build_schedule(parents: np.ndarray, n_taxa: int) -> Schedule:
+    """Index arrays for trees given as parent arrays `[B, 2N-3]` (see the module docstring).
 
-    One compiled pass per tree (heights by a walk from the root, rows by a counting sort on
-    (chunk, height, tree, node)); no Python per tree or node.
+    One compiled pass per tree (a walk from the root); no Python per tree or node.
     """
     parents = np.ascontiguousarray(parents, dtype=np.int64)
     if parents.ndim == 1:
@@ -68,7 +61,7 @@ def build_schedule(parents: np.ndarray, n_taxa: int, chunk_trees: int | None = N
     n_trees, n_edges = parents.shape
     if n < 3 or n_edges != 2 * n - 3:
         raise VbpiMixError(f"parent arrays need 2N-3 = {2 * n - 3} entries; got {n_edges}")
-    status, *arrays = _schedule_arrays(parents, n, chunk_trees or max(n_trees, 1))
+    status, *arrays = _schedule_arrays(parents, n)
     if status == _NOT_BINARY:
         raise VbpiMixError("not an unrooted binary tree: each internal node needs two children")
     if status == _CYCLE:
@@ -77,28 +70,33 @@ def build_schedule(parents: np.ndarray, n_taxa: int, chunk_trees: int | None = N
 
 
 @numba.njit(cache=True, nogil=True)
-def _schedule_arrays(parents: np.ndarray, n: int, chunk_trees: int):
-    """(status, segment_bounds, child_rows, child_edges, row_trees, root_child_rows,
-    root_child_edges) for Schedule; status _NOT_BINARY or _CYCLE refuses the batch."""
+def _schedule_arrays(parents: np.ndarray, n: int):
+    """(status, child_rows, child_edges, root_child_rows, root_child_edges) for Schedule;
+    status _NOT_BINARY or _CYCLE refuses the batch."""
     n_trees, n_edges = parents.shape
     n_inner, root = n - 3, 2 * n - 3
-    children = np.empty((n_trees, n - 2, 3), dtype=np.int64)  # ascending child ids
-    height = np.zeros((n_trees, 2 * n - 2), dtype=np.int64)
+    children = np.empty((n - 2, 3), dtype=np.int64)  # ascending child ids
+    filled = np.empty(n - 2, dtype=np.int64)
     stack = np.empty(2 * n - 2, dtype=np.int64)
     order = np.empty(2 * n - 2, dtype=np.int64)
-    filled = np.empty(n - 2, dtype=np.int64)
-    empty = np.empty((0, 2), dtype=np.int64)
-    failure = (
-        np.empty(0, dtype=np.int64), empty, empty, np.empty(0, dtype=np.int64),
-        np.empty((0, 3), dtype=np.int64), np.empty((0, 3), dtype=np.int64),
-    )  # fmt: skip
+    row_of = np.empty(2 * n - 2, dtype=np.int64)
+    child_rows = np.empty((n_trees * n_inner, 2), dtype=np.int64)
+    child_edges = np.empty((n_trees * n_inner, 2), dtype=np.int64)
+    root_child_rows = np.empty((n_trees, 3), dtype=np.int64)
+    root_child_edges = np.empty((n_trees, 3), dtype=np.int64)
     for b in range(n_trees):
         filled[:] = 0
         for v in range(n_edges):
             u = parents[b, v] - n
             if u < 0 or u > n - 3 or filled[u] == (3 if u == n - 3 else 2):
-                return (_NOT_BINARY, *failure)
-            children[b, u, filled[u]] = v
+                return (
+                    _NOT_BINARY,
+                    child_rows[:0],
+                    child_edges[:0],
+                    root_child_rows[:0],
+                    root_child_edges[:0],
+                )
+            children[u, filled[u]] = v
             filled[u] += 1
         # preorder from the root; a node on a cycle is never reached
         top, visited = 0, 0
@@ -111,60 +109,32 @@ def _schedule_arrays(parents: np.ndarray, n: int, chunk_trees: int):
             if v >= n:
                 for k in range(3 if v == root else 2):
                     top += 1
-                    stack[top] = children[b, v - n, k]
+                    stack[top] = children[v - n, k]
         if visited != 2 * n - 2:
-            return (_CYCLE, *failure)
-        for position in range(visited - 1, -1, -1):  # children before parents
+            return (
+                _CYCLE,
+                child_rows[:0],
+                child_edges[:0],
+                root_child_rows[:0],
+                root_child_edges[:0],
+            )
+        # rows in reversed preorder: children before parents
+        row = n + b * n_inner
+        for v in range(n):
+            row_of[v] = v
+        for position in range(visited - 1, 0, -1):  # position 0 is the root
             v = order[position]
             if v >= n:
-                tallest = 0
-                for k in range(3 if v == root else 2):
-                    tallest = max(tallest, height[b, children[b, v - n, k]])
-                height[b, v] = tallest + 1
-
-    # rows: counting sort of the internal non-root nodes on (chunk, height), stable in (tree, node)
-    n_chunks = (n_trees + chunk_trees - 1) // chunk_trees
-    counts = np.zeros((n_chunks, n), dtype=np.int64)  # heights are below n
-    for b in range(n_trees):
+                row_of[v] = row
+                row += 1
         for v in range(n, n + n_inner):
-            counts[b // chunk_trees, height[b, v]] += 1
-    first_row = np.empty((n_chunks, n), dtype=np.int64)
-    segment_starts = np.empty(n_chunks * n + 1, dtype=np.int64)
-    n_segments, row = 0, n
-    for c in range(n_chunks):
-        for h in range(n):
-            first_row[c, h] = row
-            if counts[c, h] > 0:
-                segment_starts[n_segments] = row
-                n_segments += 1
-            row += counts[c, h]
-    segment_starts[n_segments] = row
-    row_of = np.empty((n_trees, 2 * n - 2), dtype=np.int64)
-    row_trees = np.empty(n_trees * n_inner, dtype=np.int64)
-    for b in range(n_trees):
-        for tip in range(n):
-            row_of[b, tip] = tip
-        for v in range(n, n + n_inner):
-            key = (b // chunk_trees, height[b, v])
-            row_of[b, v] = first_row[key]
-            first_row[key] += 1
-            row_trees[row_of[b, v] - n] = b
-    child_rows = np.empty((n_trees * n_inner, 2), dtype=np.int64)
-    child_edges = np.empty((n_trees * n_inner, 2), dtype=np.int64)
-    root_child_rows = np.empty((n_trees, 3), dtype=np.int64)
-    root_child_edges = np.empty((n_trees, 3), dtype=np.int64)
-    for b in range(n_trees):
-        for v in range(n, n + n_inner):
-            k = row_of[b, v] - n
+            k = row_of[v] - n
             for s in range(2):
-                child = children[b, v - n, s]
-                child_rows[k, s] = row_of[b, child]
+                child = children[v - n, s]
+                child_rows[k, s] = row_of[child]
                 child_edges[k, s] = b * n_edges + child
         for s in range(3):
-            child = children[b, n - 3, s]
-            root_child_rows[b, s] = row_of[b, child]
+            child = children[n - 3, s]
+            root_child_rows[b, s] = row_of[child]
             root_child_edges[b, s] = b * n_edges + child
-    return (
-        0, segment_starts[: n_segments + 1].copy(), child_rows, child_edges, row_trees,
-        root_child_rows, root_child_edges,
-    )  # fmt: skip
+    return 0, child_rows, child_edges, root_child_rows, root_child_edges
