@@ -18,8 +18,8 @@ from vbpi_mix.trees.random_tree import all_parents, random_parents
 from vbpi_mix.trees.subsplits import build_subsplit_index, topology_tables
 from vbpi_mix.trees.topology import reroot, topology_from_parents, topology_from_parsed
 from vbpi_mix.variational.branch_lengths import MEAN_SHIFT, BranchLengthModel, edge_features
+from vbpi_mix.variational.gathered_sums import gathered_sum
 from vbpi_mix.variational.sbn import SBN
-from vbpi_mix.variational.sbn_scoring import rooting_log_probs
 
 TAXA = tuple("abcdefgh")
 
@@ -129,28 +129,32 @@ def test_outside_the_support_is_minus_infinity():
     assert float(log_q.detach().exp().sum()) == pytest.approx(1.0, abs=1e-12)
 
 
-def test_compiled_rooting_log_probs_match_plain_indexing_with_gradients():
-    """Every rooting of all 105 six-taxon trees against a support of 20 (so some ids are -1):
-    values and gradients as plain torch indexing (a -inf column for id -1) and autograd."""
+@pytest.mark.parametrize("missing", [-np.inf, 0.0])
+def test_compiled_gathered_sums_match_plain_indexing_with_gradients(missing):
+    """Every rooting of all 105 six-taxon trees against a support of 20 (so some ids are -1),
+    as the SBN scores them (-1 reads -inf) and as the branch model sums features (-1 reads
+    0): values and gradients as plain torch indexing (a `missing` column for id -1) and
+    autograd."""
     parents = enumerated(6)
     index = build_subsplit_index(parents[:20], np.ones(20), 6)
     tables = topology_tables(index, parents)
+    assert (tables.root_ids < 0).any() and (tables.entry_ids < 0).any()
     generator = torch.Generator().manual_seed(5)
     root, entries = (
         torch.randn(3, size, generator=generator, dtype=torch.float64, requires_grad=True)
         for size in (index.root_splits.size, index.n_entries)
     )
-    values = rooting_log_probs(root, entries, tables)
+    values = gathered_sum(root, entries, tables.root_ids, tables.entry_ids, missing)
 
     def with_missing(table: torch.Tensor) -> torch.Tensor:
-        return torch.cat([table, table.new_full((table.shape[0], 1), -torch.inf)], -1)
+        return torch.cat([table, table.new_full((table.shape[0], 1), missing)], -1)
 
     expected = with_missing(root)[:, tables.root_ids] + with_missing(entries)[
         :, tables.entry_ids
     ].sum(-1)
     torch.testing.assert_close(values, expected)
     finite = torch.isfinite(expected)
-    assert finite.any() and not finite.all()
+    assert finite.any() and finite.all() == (missing == 0.0)
     weights = torch.rand(expected.shape, generator=generator, dtype=torch.float64)
     gradients = torch.autograd.grad((values[finite] * weights[finite]).sum(), (root, entries))
     reference = torch.autograd.grad((expected[finite] * weights[finite]).sum(), (root, entries))
@@ -196,12 +200,12 @@ def test_psp_gradients_reach_every_used_embedding():
     edges = edge_features(sbn.tables(parents), parents)
     lengths = model.rsample(edges, np.arange(len(parents)) % 2, torch.Generator().manual_seed(2))
     (model.log_prob(edges, lengths).sum() + lengths.sum()).backward()
-    used_psp = torch.unique(edges.psp[edges.psp >= 0])
+    used_psp = np.unique(edges.psp[edges.psp >= 0])
     assert (model.psp_mean.grad[:, used_psp] != 0).all()
     assert (model.psp_log_std.grad[:, used_psp] != 0).all()
-    assert (model.split_mean.grad[:, torch.unique(edges.splits)] != 0).all()
+    assert (model.split_mean.grad[:, np.unique(edges.splits)] != 0).all()
     assert (edges.psp[..., 1] >= 0).all()  # the upper side is always an internal node
-    assert ((edges.psp[..., 0] >= 0) == (torch.arange(9) >= 6)).all()  # tips have no lower PSP
+    assert ((edges.psp[..., 0] >= 0) == (np.arange(9) >= 6)).all()  # tips have no lower PSP
 
 
 def test_psp_features_do_not_depend_on_the_encoding_root():

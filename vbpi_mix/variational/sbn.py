@@ -7,7 +7,7 @@ mixture components.
 Parameters: one logit per root split `[A, R]` and one per conditional entry `[A, M]`;
 probabilities are (masked) softmaxes computed from them when used, never cached. Scoring uses
 the gather tables of vbpi_mix.trees.subsplits: one compiled pass for the log-probability of
-every rooting (vbpi_mix.variational.sbn_scoring) and a logsumexp over rootings, for the whole
+every rooting (vbpi_mix.variational.gathered_sums) and a logsumexp over rootings, for the whole
 batch and every component.
 """
 
@@ -21,8 +21,8 @@ from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
 from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.gathered_sums import gathered_sum
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
-from vbpi_mix.variational.sbn_scoring import rooting_log_probs
 
 SBNInit = Literal["uniform", "counts"]
 
@@ -111,7 +111,9 @@ class SBN(nn.Module):
         given, or one row per row of precomputed `log_probs`); -inf outside the support."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
         log_probs = log_probs or self.log_probs(components)
-        per_rooting = rooting_log_probs(log_probs.root, log_probs.entries, tables)  # [A, B, E]
+        per_rooting = gathered_sum(  # [A, B, E]
+            log_probs.root, log_probs.entries, tables.root_ids, tables.entry_ids, -np.inf
+        )
         return torch.logsumexp(per_rooting, dim=-1)
 
     @torch.no_grad()
