@@ -24,7 +24,7 @@ from vbpi_mix.trees.conversions import (
     topology_from_ete3,
 )
 from vbpi_mix.trees.random_tree import random_parents
-from vbpi_mix.trees.subsplits import rooting_structure
+from vbpi_mix.trees.subsplits import build_subsplit_index, rooting_structure, topology_tables
 from vbpi_mix.trees.support import TopologyReader, build_support, credible_set, golden_probabilities
 from vbpi_mix.trees.topology import (
     reroot,
@@ -242,3 +242,30 @@ def test_rooting_tables_match_rooting_each_edge_by_recursion(n_taxa):
             assert structure.valid[b, np.arange(n_taxa - 2), chosen].all()
             assert {v: (int(s), frozenset((int(x), int(y)))) for v, (s, x, y) in
                     enumerate(triples)} == expected  # fmt: skip
+
+
+@pytest.mark.parametrize("n_taxa", [7, 27, 64])
+def test_scoring_ids_match_a_plain_dictionary_lookup(n_taxa):
+    """The compiled hash lookups against Python dictionaries of the support's sorted keys, for
+    trees inside the support and random trees mostly outside it (ids -1)."""
+    rng = np.random.default_rng(n_taxa + 1)
+    support = np.stack([random_parents(n_taxa, rng) for _ in range(20)])
+    index = build_subsplit_index(support, np.ones(20), n_taxa)
+    parents = np.concatenate([support[:5], [random_parents(n_taxa, rng) for _ in range(5)]])
+    tables = topology_tables(index, parents)
+    structure = rooting_structure(parents, n_taxa)
+    clade_id = {int(c): i for i, c in enumerate(index.clades)}
+    entry_id = {int(k): i for i, k in enumerate(index.entry_keys)}
+    root_id = {int(s): i for i, s in enumerate(index.root_splits)}
+    q, full = len(clade_id), (1 << n_taxa) - 1
+    for b in range(len(parents)):
+        for e in range(2 * n_taxa - 3):
+            below = int(structure.edge_clades[b, e])
+            assert tables.root_ids[b, e] == root_id.get(min(below, full ^ below), -1)
+            for v in range(n_taxa - 2):
+                sister, a, c = (int(x) for x in structure.triples[b, v, structure.choices[b, e, v]])
+                ids = [clade_id.get(x, -1) for x in (sister, a, c)]
+                key = (ids[0] * q + min(ids[1:])) * q + max(ids[1:])
+                expected = entry_id.get(key, -1) if min(ids) >= 0 else -1
+                assert tables.entry_ids[b, e, v] == expected
+    assert (tables.entry_ids[:5] >= 0).all() and (tables.entry_ids[5:] < 0).any()

@@ -17,13 +17,14 @@ Clades are uint64 bitsets (bit i = taxon i), so N <= 64 taxa.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
 
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.trees.rootings import rooting_structure as compiled_rooting_structure
-from vbpi_mix.trees.support_lookup import scoring_ids
+from vbpi_mix.trees.support_lookup import hash_slots, scoring_ids
 
 MAX_TAXA = 64
 
@@ -95,6 +96,11 @@ class SubsplitIndex:
     def n_entries(self) -> int:
         return self.entry_keys.size
 
+    @cached_property
+    def lookup_slots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hash tables of clades, entry_keys and root_splits for the compiled lookups."""
+        return hash_slots(self.clades), hash_slots(self.entry_keys), hash_slots(self.root_splits)
+
 
 @dataclass(frozen=True)
 class TopologyTables:
@@ -109,9 +115,11 @@ class TopologyTables:
 def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables:
     """Scoring tables for trees given as parent arrays `[B, 2N-3]` (compiled walks)."""
     structure = rooting_structure(parents, index.n_taxa)
+    clade_slots, entry_slots, root_slots = index.lookup_slots
     root_ids, entry_ids = scoring_ids(
-        *structure, index.clades, index.entry_keys, index.root_splits, index.n_taxa
-    )
+        *structure, index.clades, clade_slots, index.entry_keys, entry_slots,
+        index.root_splits, root_slots, index.n_taxa,
+    )  # fmt: skip
     return TopologyTables(root_ids, entry_ids)
 
 

@@ -89,9 +89,10 @@ class SBN(nn.Module):
             shift = torch.full(
                 (logits.shape[0], self.n_parents), -torch.inf, dtype=logits.dtype
             ).scatter_reduce(1, parent, logits, "amax")
-        shifted = logits - shift[:, self.entry_parent]
+        shifted = logits - shift.index_select(1, self.entry_parent)
         sums = torch.zeros_like(shift).index_add(1, self.entry_parent, shifted.exp())
-        return shifted - sums.log()[:, self.entry_parent]
+        # index_select: its backward is an index_add, not advanced indexing's index_put
+        return shifted - sums.log().index_select(1, self.entry_parent)
 
     def log_probs(self, components: np.ndarray | None = None) -> SBNLogProbs:
         """The normalised root and entry log-probabilities of every (or the given) component."""
