@@ -83,10 +83,12 @@ class BranchLengthModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """mu and log sigma `[A, B, E]` of every edge under every component (or under the
         given components only)."""
-        rows = component_rows(components)
-        split_mean, split_log_std = self.split_mean[rows], self.split_log_std[rows]
+        split_mean = component_rows(self.split_mean, components)
+        split_log_std = component_rows(self.split_log_std, components)
         if self.features == "psp":
-            psp_mean, psp_log_std, psp = self.psp_mean[rows], self.psp_log_std[rows], edges.psp
+            psp_mean = component_rows(self.psp_mean, components)
+            psp_log_std = component_rows(self.psp_log_std, components)
+            psp = edges.psp
         else:  # no subsplit terms: empty tables, no ids
             psp_mean = psp_log_std = split_mean[:, :0]
             psp = edges.psp[..., :0]

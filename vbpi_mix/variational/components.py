@@ -6,6 +6,10 @@ import numpy as np
 import torch
 
 
-def component_rows(components: np.ndarray | None) -> slice | torch.Tensor:
-    """Index of the chosen components' parameter rows (every row for None)."""
-    return slice(None) if components is None else torch.as_tensor(np.asarray(components))
+def component_rows(table: torch.Tensor, components: np.ndarray | None) -> torch.Tensor:
+    """The chosen components' rows of a stacked parameter `[A, ...]`, or the parameter itself
+    for None (a full slice would hand autograd a zero-filled copy of the table's gradient to
+    fill: 1 ms of an A2A iteration at A = 10, DS1). index_select's backward is an index_add."""
+    if components is None:
+        return table
+    return table.index_select(0, torch.as_tensor(np.asarray(components, dtype=np.int64)))

@@ -78,12 +78,12 @@ class SBN(nn.Module):
 
     def root_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q_root `[A, R]` (or of the given components only)."""
-        return torch.log_softmax(self.root_logits[component_rows(components)], dim=-1)
+        return torch.log_softmax(component_rows(self.root_logits, components), dim=-1)
 
     def entry_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q(child | parent) `[A, M]` (or of the given components only): each logit
         against its parent's entries only."""
-        logits = self.entry_logits[component_rows(components)]  # [A, M]
+        logits = component_rows(self.entry_logits, components)  # [A, M]
         parent = self.entry_parent.expand_as(logits)
         with torch.no_grad():  # any per-family shift c gives the same value and gradient
             shift = torch.full(
