@@ -89,10 +89,12 @@ class SBN(nn.Module):
             shift = torch.full(
                 (logits.shape[0], self.n_parents), -torch.inf, dtype=logits.dtype
             ).scatter_reduce(1, parent, logits, "amax")
-        shifted = logits - shift.index_select(1, self.entry_parent)
-        sums = torch.zeros_like(shift).index_add(1, self.entry_parent, shifted.exp())
-        # index_select: its backward is an index_add, not advanced indexing's index_put
-        return shifted - sums.log().index_select(1, self.entry_parent)
+        # gather / scatter_add with the expanded parent index: 2-6x faster, forward and
+        # backward, than index_select / index_add along the entries or advanced indexing
+        # (measured on [10, 11744], DS1)
+        shifted = logits - shift.gather(1, parent)
+        sums = torch.zeros_like(shift).scatter_add(1, parent, shifted.exp())
+        return shifted - sums.log().gather(1, parent)
 
     def log_probs(self, components: np.ndarray | None = None) -> SBNLogProbs:
         """The normalised root and entry log-probabilities of every (or the given) component."""
