@@ -19,6 +19,7 @@ from vbpi_mix.trees.subsplits import build_subsplit_index, topology_tables
 from vbpi_mix.trees.topology import reroot, topology_from_parents, topology_from_parsed
 from vbpi_mix.variational.branch_lengths import MEAN_SHIFT, BranchLengthModel, edge_features
 from vbpi_mix.variational.gathered_sums import gathered_sum
+from vbpi_mix.variational.read_entries import read_entries
 from vbpi_mix.variational.sbn import SBN
 
 TAXA = tuple("abcdefgh")
@@ -106,6 +107,43 @@ def test_entry_log_probs_are_a_log_softmax_within_each_family(far_below):
         members = parent == f
         expected = torch.log_softmax(sbn.entry_logits[:, members].detach(), dim=1)
         torch.testing.assert_close(values[:, members].detach(), expected)
+
+
+@pytest.mark.parametrize("far_below", [0.0, 1000.0])
+def test_scoring_with_only_the_families_read_matches_the_full_normalisation(far_below):
+    """log_prob normalises only the families its batch reads: values and gradients as
+    scoring with every family normalised (also with a family 1000 nats below the rest), zero
+    gradient for the logits of families not read, and the read lists point at the entries."""
+    sbn = full_support_sbn(7, components=3, seed=13)
+    generator = torch.Generator().manual_seed(14)
+    with torch.no_grad():
+        sbn.entry_logits.copy_(3 * torch.randn(sbn.entry_logits.shape, generator=generator))
+        sbn.entry_logits[:, torch.as_tensor(sbn.index.entry_parent == 0)] -= far_below
+    tables = sbn.tables(enumerated(7)[::40])
+    read = read_entries(tables.entry_ids, sbn.index.entry_parent, sbn.index.members)
+    ids = tables.entry_ids[tables.entry_ids >= 0]
+    np.testing.assert_array_equal(
+        read.members[read.entry_slot[read.remapped[tables.entry_ids >= 0]]], ids
+    )
+    families = np.unique(sbn.index.entry_parent[ids])
+    expected_members = np.flatnonzero(np.isin(sbn.index.entry_parent, families))
+    np.testing.assert_array_equal(np.sort(read.members), expected_members)
+    assert 0 < expected_members.size < sbn.index.n_entries  # some families are not read
+
+    weights = torch.randn((3, len(tables.root_ids)), generator=generator, dtype=torch.float64)
+    parameters = (sbn.root_logits, sbn.entry_logits)
+    values = sbn.log_prob(tables)
+    gradients = torch.autograd.grad((weights * values).sum(), parameters)
+    full = gathered_sum(
+        sbn.root_log_probs(), sbn.entry_log_probs(), tables.root_ids, tables.entry_ids, -np.inf
+    )
+    expected = torch.logsumexp(full, dim=-1)
+    expected_gradients = torch.autograd.grad((weights * expected).sum(), parameters)
+    torch.testing.assert_close(values, expected)
+    for gradient, reference in zip(gradients, expected_gradients, strict=True):
+        torch.testing.assert_close(gradient, reference)
+    unread = ~np.isin(np.arange(sbn.index.n_entries), expected_members)
+    assert (gradients[1][:, torch.as_tensor(unread)] == 0).all()
 
 
 def test_gradients_reach_every_parameter():

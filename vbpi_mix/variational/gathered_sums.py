@@ -27,43 +27,44 @@ from torch.autograd.function import once_differentiable
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _gathered_sums(first_by_id, rest_by_id, first_ids, rest_ids, missing, out):
-    """out[i, a] = first_by_id[first_ids[i], a] + sum_v rest_by_id[rest_ids[i, v], a], an id of
-    -1 reading `missing`; the tables are `[R, A]` and `[M, A]`, components last."""
+def _gathered_sums(first, rest, first_ids, rest_ids, missing, out):
+    """out[i, a] = first[a, first_ids[i]] + sum_v rest[a, rest_ids[i, v]], an id of -1
+    reading `missing`; the tables are the parameters' own `[A, R]` and `[A, M]` (copying them
+    to a components-last layout cost more than the strided reads it saved)."""
     n_items, n_rest = rest_ids.shape
     n_components = out.shape[1]
     for i in prange(n_items):
         total = out[i]
-        first = first_ids[i]
+        first_id = first_ids[i]
         for a in range(n_components):
-            total[a] = first_by_id[first, a] if first >= 0 else missing
+            total[a] = first[a, first_id] if first_id >= 0 else missing
         for v in range(n_rest):
-            rest = rest_ids[i, v]
+            rest_id = rest_ids[i, v]
             for a in range(n_components):
-                total[a] += rest_by_id[rest, a] if rest >= 0 else missing
+                total[a] += rest[a, rest_id] if rest_id >= 0 else missing
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_gradients(grad, first_ids, rest_ids, grad_first_by_id, grad_rest_by_id):
+def _scatter_gradients(grad, first_ids, rest_ids, grad_first, grad_rest):
     """The transpose of _gathered_sums: every item's gradient `grad [I, A]` added to the
-    parameters it read (ids -1 read none)."""
+    parameters it read, in `[A, R]` and `[A, M]` (ids -1 read none)."""
     n_items, n_rest = rest_ids.shape
     n_components = grad.shape[1]
     for i in range(n_items):
         upstream = grad[i]
-        first = first_ids[i]
-        if first >= 0:
+        first_id = first_ids[i]
+        if first_id >= 0:
             for a in range(n_components):
-                grad_first_by_id[first, a] += upstream[a]
+                grad_first[a, first_id] += upstream[a]
         for v in range(n_rest):
-            rest = rest_ids[i, v]
-            if rest >= 0:
+            rest_id = rest_ids[i, v]
+            if rest_id >= 0:
                 for a in range(n_components):
-                    grad_rest_by_id[rest, a] += upstream[a]
+                    grad_rest[a, rest_id] += upstream[a]
 
 
-def _components_last(table: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(table.detach().T.numpy(), dtype=np.float64)
+def _as_array(table: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(table.detach().numpy(), dtype=np.float64)
 
 
 class _GatheredSum(torch.autograd.Function):
@@ -80,22 +81,18 @@ class _GatheredSum(torch.autograd.Function):
         first_ids = np.ascontiguousarray(first_ids, dtype=np.int64).reshape(-1)
         rest_ids = np.ascontiguousarray(rest_ids, dtype=np.int64).reshape(first_ids.size, -1)
         out = np.empty((first_ids.size, first.shape[0]))
-        _gathered_sums(
-            _components_last(first), _components_last(rest), first_ids, rest_ids, missing, out
-        )
+        _gathered_sums(_as_array(first), _as_array(rest), first_ids, rest_ids, missing, out)
         ctx.ids = (first_ids, rest_ids)
-        ctx.sizes = (first.shape[1], rest.shape[1])
+        ctx.shapes = (first.shape, rest.shape)
         return torch.from_numpy(out).T.reshape(first.shape[0], *shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        n_components = grad.shape[0]
-        grad_first = np.zeros((ctx.sizes[0], n_components))
-        grad_rest = np.zeros((ctx.sizes[1], n_components))
-        upstream = np.ascontiguousarray(grad.reshape(n_components, -1).T.numpy(), dtype=np.float64)
+        grad_first, grad_rest = np.zeros(ctx.shapes[0]), np.zeros(ctx.shapes[1])
+        upstream = np.ascontiguousarray(grad.reshape(grad.shape[0], -1).T.numpy(), dtype=np.float64)
         _scatter_gradients(upstream, *ctx.ids, grad_first, grad_rest)
-        return torch.from_numpy(grad_first.T), torch.from_numpy(grad_rest.T), None, None, None
+        return torch.from_numpy(grad_first), torch.from_numpy(grad_rest), None, None, None
 
 
 def gathered_sum(

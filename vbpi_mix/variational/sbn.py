@@ -6,9 +6,10 @@ mixture components.
 
 Parameters: one logit per root split `[A, R]` and one per conditional entry `[A, M]`;
 probabilities are (masked) softmaxes computed from them when used, never cached. Scoring uses
-the gather tables of vbpi_mix.trees.subsplits: one compiled pass for the log-probability of
-every rooting (vbpi_mix.variational.gathered_sums) and a logsumexp over rootings, for the whole
-batch and every component.
+the gather tables of vbpi_mix.trees.subsplits: the families of the entries the batch reads are
+normalised (vbpi_mix.variational.read_entries), one compiled pass gives the log-probability of
+every rooting (vbpi_mix.variational.gathered_sums), and a logsumexp over rootings, for the
+whole batch and every component.
 """
 
 from __future__ import annotations
@@ -22,17 +23,28 @@ from torch import nn
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
 from vbpi_mix.variational.components import component_rows
 from vbpi_mix.variational.gathered_sums import gathered_sum
+from vbpi_mix.variational.read_entries import read_entries
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
 
 SBNInit = Literal["uniform", "counts"]
 
 
-class SBNLogProbs(NamedTuple):
-    """Normalised log-probabilities of some components (rows): root splits `[A', R]` and
-    conditional entries `[A', M]`. Computed once, they serve both a draw and its scores."""
+def family_log_softmax(logits: torch.Tensor, family: torch.Tensor, n_families: int) -> torch.Tensor:
+    """`[A, X]` logits normalised within each family: logit - log sum over the logits of the
+    same family (`family [X]`, values below `n_families`), per row.
 
-    root: torch.Tensor
-    entries: torch.Tensor
+    Shifted by each family's own maximum, so a family far below the rest of its row does not
+    underflow. gather / scatter_add with the expanded family index: 2-6x faster, forward and
+    backward, than index_select / index_add along X or advanced indexing ([10, 11744], DS1).
+    """
+    family = family.expand_as(logits)
+    with torch.no_grad():  # any per-family shift c gives the same value and gradient
+        shift = torch.full(
+            (logits.shape[0], n_families), -torch.inf, dtype=logits.dtype
+        ).scatter_reduce(1, family, logits, "amax")
+    shifted = logits - shift.gather(1, family)
+    sums = torch.zeros_like(shift).scatter_add(1, family, shifted.exp())
+    return shifted - sums.log().gather(1, family)
 
 
 class SampledTopologies(NamedTuple):
@@ -83,39 +95,30 @@ class SBN(nn.Module):
     def entry_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q(child | parent) `[A, M]` (or of the given components only): each logit
         against its parent's entries only."""
-        logits = component_rows(self.entry_logits, components)  # [A, M]
-        parent = self.entry_parent.expand_as(logits)
-        with torch.no_grad():  # any per-family shift c gives the same value and gradient
-            shift = torch.full(
-                (logits.shape[0], self.n_parents), -torch.inf, dtype=logits.dtype
-            ).scatter_reduce(1, parent, logits, "amax")
-        # gather / scatter_add with the expanded parent index: 2-6x faster, forward and
-        # backward, than index_select / index_add along the entries or advanced indexing
-        # (measured on [10, 11744], DS1)
-        shifted = logits - shift.gather(1, parent)
-        sums = torch.zeros_like(shift).scatter_add(1, parent, shifted.exp())
-        return shifted - sums.log().gather(1, parent)
-
-    def log_probs(self, components: np.ndarray | None = None) -> SBNLogProbs:
-        """The normalised root and entry log-probabilities of every (or the given) component."""
-        return SBNLogProbs(self.root_log_probs(components), self.entry_log_probs(components))
+        logits = component_rows(self.entry_logits, components)
+        return family_log_softmax(logits, self.entry_parent, self.n_parents)
 
     def tables(self, parents: np.ndarray) -> TopologyTables:
         """Scoring tables for parent arrays `[B, 2N-3]` (component-independent, reusable)."""
         return topology_tables(self.index, parents)
 
     def log_prob(
-        self,
-        topologies: TopologyTables | np.ndarray,
-        components: np.ndarray | None = None,
-        log_probs: SBNLogProbs | None = None,
+        self, topologies: TopologyTables | np.ndarray, components: np.ndarray | None = None
     ) -> torch.Tensor:
         """log q_a(tau) `[A, B]` for every component (or `[len(components), B]` for those
-        given, or one row per row of precomputed `log_probs`); -inf outside the support."""
+        given); -inf outside the support. Only the entry families the batch reads are
+        normalised (vbpi_mix.variational.read_entries)."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
-        log_probs = log_probs or self.log_probs(components)
+        read = read_entries(tables.entry_ids, self.index.entry_parent, self.index.members)
+        logits = component_rows(self.entry_logits, components)
+        members = torch.as_tensor(read.members).expand(logits.shape[0], -1)
+        member_log_probs = family_log_softmax(
+            logits.gather(1, members), torch.as_tensor(read.member_family), read.n_families
+        )
+        slots = torch.as_tensor(read.entry_slot).expand(logits.shape[0], -1)
+        entries = member_log_probs.gather(1, slots)  # [A, U], the entries read
         per_rooting = gathered_sum(  # [A, B, E]
-            log_probs.root, log_probs.entries, tables.root_ids, tables.entry_ids, -np.inf
+            self.root_log_probs(components), entries, tables.root_ids, read.remapped, -np.inf
         )
         return torch.logsumexp(per_rooting, dim=-1)
 
@@ -131,14 +134,11 @@ class SBN(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self,
-        components: np.ndarray,
-        generator: torch.Generator | None = None,
-        log_probs: SBNLogProbs | None = None,
+        self, components: np.ndarray, generator: torch.Generator | None = None
     ) -> SampledTopologies:
-        """One unrooted topology per entry of `components` (component indices `[n]`, or rows
-        of precomputed `log_probs`): parent arrays `[n, 2N-3]` ready for the likelihood kernel
-        (not in canonical form) and the tables that score them under every component.
+        """One unrooted topology per entry of `components` (component indices `[n]`): parent
+        arrays `[n, 2N-3]` ready for the likelihood kernel (not in canonical form) and the
+        tables that score them under every component.
 
         Draw a root split, then split every clade given its parent subsplit down to the tips
         (compiled, `sbn_sampling`); the root split's internal side becomes the trifurcating root.
@@ -146,10 +146,8 @@ class SBN(nn.Module):
         index, n = self.index, self.index.n_taxa
         components = np.asarray(components, dtype=np.int64)
         used, rows = np.unique(components, return_inverse=True)
-        if log_probs is None:
-            log_probs, used = self.log_probs(used), np.arange(used.size)
-        root_cumulative = log_probs.root[used].exp().cumsum(-1)
-        entry_probabilities = log_probs.entries[used].exp()
+        root_cumulative = self.root_log_probs(used).exp().cumsum(-1)
+        entry_probabilities = self.entry_log_probs(used).exp()
         uniforms = torch.rand((components.size, n - 1), generator=generator, dtype=torch.float64)
         parents = sample_parent_arrays(
             rows.astype(np.int64), uniforms[:, 0].numpy(), uniforms[:, 1:].numpy(),
