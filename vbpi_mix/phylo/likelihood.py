@@ -26,8 +26,9 @@ vectors are still in cache (when autograd will need it); the backward only multi
 the upstream gradient d(loss)/d log L_b. Keeping every tree's vectors for a later backward
 pass instead (walking all trees level by level) made the kernel memory-bound: 1.6x slower
 for 100 DS1 trees (24.8 against 15.8 ms, same arithmetic), with 72 MB of vectors for them.
-The outside vector D of a node is written over its inside vector, which no later step needs. The gradient with respect to the transition matrices then flows through
-autograd into branch lengths and model parameters. The per-node loops are compiled
+The outside vector D of a node is written over its inside vector, which no later step needs.
+The gradient with respect to the transition matrices then flows through autograd into branch
+lengths and model parameters. The per-node loops are compiled
 (vbpi_mix.phylo.pruning_kernels).
 """
 
