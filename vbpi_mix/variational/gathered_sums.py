@@ -44,23 +44,22 @@ def _gathered_sums(first, rest, first_ids, rest_ids, missing, out):
                 total[a] += rest[a, rest_id] if rest_id >= 0 else missing
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _scatter_gradients(grad, first_ids, rest_ids, grad_first, grad_rest):
-    """The transpose of _gathered_sums: every item's gradient `grad [I, A]` added to the
-    parameters it read, in `[A, R]` and `[A, M]` (ids -1 read none)."""
+    """The transpose of _gathered_sums: every item's gradient `grad [A, I]` added to the
+    parameters it read, in `[A, R]` and `[A, M]` (ids -1 read none); components in parallel,
+    so no two threads write the same row."""
     n_items, n_rest = rest_ids.shape
-    n_components = grad.shape[1]
-    for i in range(n_items):
-        upstream = grad[i]
-        first_id = first_ids[i]
-        if first_id >= 0:
-            for a in range(n_components):
-                grad_first[a, first_id] += upstream[a]
-        for v in range(n_rest):
-            rest_id = rest_ids[i, v]
-            if rest_id >= 0:
-                for a in range(n_components):
-                    grad_rest[a, rest_id] += upstream[a]
+    for a in prange(grad.shape[0]):
+        upstream, first_row, rest_row = grad[a], grad_first[a], grad_rest[a]
+        for i in range(n_items):
+            first_id = first_ids[i]
+            if first_id >= 0:
+                first_row[first_id] += upstream[i]
+            for v in range(n_rest):
+                rest_id = rest_ids[i, v]
+                if rest_id >= 0:
+                    rest_row[rest_id] += upstream[i]
 
 
 def _as_array(table: torch.Tensor) -> np.ndarray:
@@ -90,7 +89,7 @@ class _GatheredSum(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         grad_first, grad_rest = np.zeros(ctx.shapes[0]), np.zeros(ctx.shapes[1])
-        upstream = np.ascontiguousarray(grad.reshape(grad.shape[0], -1).T.numpy(), dtype=np.float64)
+        upstream = np.ascontiguousarray(grad.reshape(grad.shape[0], -1).numpy(), dtype=np.float64)
         _scatter_gradients(upstream, *ctx.ids, grad_first, grad_rest)
         return torch.from_numpy(grad_first), torch.from_numpy(grad_rest), None, None, None
 
