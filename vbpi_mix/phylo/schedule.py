@@ -84,18 +84,13 @@ def _schedule_arrays(parents: np.ndarray, n: int):
     child_edges = np.empty((n_trees * n_inner, 2), dtype=np.int64)
     root_child_rows = np.empty((n_trees, 3), dtype=np.int64)
     root_child_edges = np.empty((n_trees, 3), dtype=np.int64)
+    failure = (child_rows[:0], child_edges[:0], root_child_rows[:0], root_child_edges[:0])
     for b in range(n_trees):
         filled[:] = 0
         for v in range(n_edges):
             u = parents[b, v] - n
             if u < 0 or u > n - 3 or filled[u] == (3 if u == n - 3 else 2):
-                return (
-                    _NOT_BINARY,
-                    child_rows[:0],
-                    child_edges[:0],
-                    root_child_rows[:0],
-                    root_child_edges[:0],
-                )
+                return (_NOT_BINARY, *failure)
             children[u, filled[u]] = v
             filled[u] += 1
         # preorder from the root; a node on a cycle is never reached
@@ -111,13 +106,7 @@ def _schedule_arrays(parents: np.ndarray, n: int):
                     top += 1
                     stack[top] = children[v - n, k]
         if visited != 2 * n - 2:
-            return (
-                _CYCLE,
-                child_rows[:0],
-                child_edges[:0],
-                root_child_rows[:0],
-                root_child_edges[:0],
-            )
+            return (_CYCLE, *failure)
         # rows in reversed preorder: children before parents
         row = n + b * n_inner
         for v in range(n):

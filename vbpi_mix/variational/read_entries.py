@@ -4,7 +4,7 @@
 
 with family(e) the entries sharing e's parent subsplit. Scoring B trees reads the entries of
 their rootings: ten DS1 trees read about 1,200 of the support's M = 11,744 entries, from 850
-families with 2,000 members. Normalising every family of every component instead costs
+families with 4,200 members. Normalising every family of every component instead costs
 O(A M) forward and backward, which made scoring ten particles under ten components (S2A,
 A = 10) cost as much as their likelihood. The SBN normalises only the members listed here
 (vbpi_mix.variational.sbn.SBN.log_prob); the gradient of the other logits is zero.
@@ -33,6 +33,7 @@ class ReadEntries(NamedTuple):
 
 @numba.njit(cache=True, nogil=True)
 def _read_entries(entry_ids, entry_parent, members):
+    """ReadEntries' arrays (see there); `position` marks the entries read, then numbers them."""
     n_entries = entry_parent.size
     position = np.full(n_entries, -1, dtype=np.int64)
     flat = entry_ids.ravel()
