@@ -293,6 +293,48 @@ def test_graphs_sharing_a_workspace_keep_their_own_gradients():
     torch.testing.assert_close(gradients[0], gradients[1], rtol=0, atol=0)
 
 
+def balanced_parents(group_sizes: tuple[int, int, int]) -> np.ndarray:
+    """Parent array of a tree whose root joins three balanced subtrees of the given sizes."""
+    n = sum(group_sizes)
+    parents = np.empty(2 * n - 3, dtype=np.int64)
+    free = iter(range(n, 2 * n - 3))
+
+    def subtree(tips: list[int]) -> int:
+        if len(tips) == 1:
+            return tips[0]
+        node = next(free)
+        for half in (tips[: len(tips) // 2], tips[len(tips) // 2 :]):
+            parents[subtree(half)] = node
+        return node
+
+    start = 0
+    for size in group_sizes:
+        parents[subtree(list(range(start, start + size)))] = 2 * n - 3
+        start += size
+    return parents
+
+
+def test_outside_vectors_rescaled_below_unrescaled_inside_vectors():
+    """80 taxa in root subtrees of 16, 32 and 32 tips, long branches, random states: every
+    message is about 1/4, so inside vectors stay above 2^-128 (at most 4^-32) while outside
+    vectors fall below it (the 16-tip subtree's top, 4^-65, and the other subtrees' nodes
+    with fewer than 16 tips below): the outside pass must work out its own n_p / site at
+    those nodes and may reuse the root's elsewhere. Value and gradient against the
+    reference recursion (site likelihoods about 4^-80, within double range)."""
+    rng = np.random.default_rng(16)
+    parents = balanced_parents((16, 32, 32))
+    records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 30))) for i in range(80)]
+    alignment = Alignment.from_sequences(records)
+    lengths = torch.as_tensor(rng.uniform(1.5, 2.5, (1, 157))).requires_grad_()
+    value = TreeLikelihood(alignment, JC69())(parents[None], lengths)
+    (gradient,) = torch.autograd.grad(value.sum(), lengths)
+    reference_lengths = lengths.detach()[0].clone().requires_grad_()
+    expected = reference_log_likelihood(alignment, JC69(), parents, reference_lengths)
+    (expected_gradient,) = torch.autograd.grad(expected, reference_lengths)
+    assert float(value.detach()) == pytest.approx(expected.item(), rel=1e-12)
+    torch.testing.assert_close(gradient[0], expected_gradient, rtol=1e-9, atol=1e-12)
+
+
 def test_site_likelihoods_below_double_range_do_not_underflow():
     """64 taxa, random states, branches of about 1e-10: every site needs dozens of changes, so
     its likelihood is far below 1e-308 and only rescaling (inside and outside vectors) keeps
