@@ -149,8 +149,8 @@ def _weighted_log_sum(values, pattern_weights):
 
 
 @_jit
-def _site_and_coefficient(first, second, third, factors, weights, pattern_weights, out):
-    """out[p] = n_p / site[p], site[p] = sum_c w_c sum_i f_i (first second third)[c, i, p]."""
+def _site(first, second, third, factors, weights, out):
+    """out[p] = site[p] = sum_c w_c sum_i f_i (first second third)[c, i, p]."""
     out[:] = 0.0
     for c in range(first.shape[0]):
         w = weights[c]
@@ -165,8 +165,13 @@ def _site_and_coefficient(first, second, third, factors, weights, pattern_weight
                 + f2 * a2[p] * b2[p] * c2[p]
                 + f3 * a3[p] * b3[p] * c3[p]
             )
+
+
+@_jit
+def _coefficient(site, pattern_weights, out):
+    """out[p] = n_p / site[p] (`out` may be `site`)."""
     for p in range(out.size):
-        out[p] = pattern_weights[p] / out[p]
+        out[p] = pattern_weights[p] / site[p]
 
 
 @_jit
@@ -193,31 +198,12 @@ def _edge_gradient(first, second, factors, lower, coefficient, weights, out):
             g20, g21, g22, g23 = g20 + a2 * b0, g21 + a2 * b1, g22 + a2 * b2, g23 + a2 * b3
             g30, g31, g32, g33 = g30 + a3 * b0, g31 + a3 * b1, g32 + a3 * b2, g33 + a3 * b3
         w = weights[c]
-        w0, w1, w2, w3 = w * factors[0], w * factors[1], w * factors[2], w * factors[3]
-        out[c, 0, 0], out[c, 0, 1], out[c, 0, 2], out[c, 0, 3] = (
-            w0 * g00,
-            w0 * g01,
-            w0 * g02,
-            w0 * g03,
-        )
-        out[c, 1, 0], out[c, 1, 1], out[c, 1, 2], out[c, 1, 3] = (
-            w1 * g10,
-            w1 * g11,
-            w1 * g12,
-            w1 * g13,
-        )
-        out[c, 2, 0], out[c, 2, 1], out[c, 2, 2], out[c, 2, 3] = (
-            w2 * g20,
-            w2 * g21,
-            w2 * g22,
-            w2 * g23,
-        )
-        out[c, 3, 0], out[c, 3, 1], out[c, 3, 2], out[c, 3, 3] = (
-            w3 * g30,
-            w3 * g31,
-            w3 * g32,
-            w3 * g33,
-        )
+        out[c, 0, 0], out[c, 0, 1], out[c, 0, 2], out[c, 0, 3] = w * g00, w * g01, w * g02, w * g03
+        out[c, 1, 0], out[c, 1, 1], out[c, 1, 2], out[c, 1, 3] = w * g10, w * g11, w * g12, w * g13
+        out[c, 2, 0], out[c, 2, 1], out[c, 2, 2], out[c, 2, 3] = w * g20, w * g21, w * g22, w * g23
+        out[c, 3, 0], out[c, 3, 1], out[c, 3, 2], out[c, 3, 3] = w * g30, w * g31, w * g32, w * g33
+        for i in range(4):
+            out[c, i] *= factors[i]
 
 
 @_jit
@@ -267,7 +253,7 @@ def _tree_log_likelihood(
     """log L of one tree, and whether any of its vectors was rescaled: its internal vectors
     into `scratch` (children first, each rescaled when out of range), then sum_p n_p (log
     site_p + log scale factors), site_p = sum_c w_c sum_i pi_i prod_k (P_ek L_k)[c, i, p]
-    over the three root children."""
+    over the three root children (left in `site`)."""
     n_taxa = tips.shape[0]
     log_scale, rescaled = 0.0, False
     for j in range(scratch.shape[0]):
@@ -282,13 +268,7 @@ def _tree_log_likelihood(
     for k in range(3):
         vector = _vector(tips, scratch, root_rows[k], first_row)
         _message(transitions[root_edges[k]], vector, messages[k], site)
-    site[:] = 0.0
-    for c in range(messages.shape[1]):
-        for i in range(4):
-            factor = weights[c] * frequencies[i]
-            m0, m1, m2 = messages[0, c, i], messages[1, c, i], messages[2, c, i]
-            for p in range(site.size):
-                site[p] += factor * m0[p] * m1[p] * m2[p]
+    _site(messages[0], messages[1], messages[2], frequencies, weights, site)
     return _weighted_log_sum(site, pattern_weights) + log_scale, rescaled
 
 
@@ -305,16 +285,12 @@ def _root_gradient(
     root_edges, frequencies, weights, pattern_weights, first_row, messages, coefficient,
     maximum, own_site,
 ):  # fmt: skip
-    """Root stage of one tree (`messages` hold its three root messages from the likelihood):
-    coefficient[p] = n_p / site(p); gradients of the three root edges (U of root child k: pi
+    """Root stage of one tree (`messages` hold its three root messages from the likelihood,
+    `coefficient` n_p / site(p)): gradients of the three root edges (U of root child k: pi
     times the other two messages), of pi and of the category weights (`[4]`, `[C]`), and D
     for internal root children, written over their inside vectors once their edge gradient
     has used them (own_site[j] set where that D was rescaled)."""
     n_categories, _, n_patterns = messages.shape[1:]
-    _site_and_coefficient(
-        messages[0], messages[1], messages[2], frequencies, weights, pattern_weights,
-        coefficient,
-    )  # fmt: skip
     for c in range(n_categories):
         for i in range(4):
             m0, m1, m2 = messages[0, c, i], messages[1, c, i], messages[2, c, i]
@@ -352,9 +328,8 @@ def _node_gradient(
     coefficient = root_coefficient
     if own_site[j]:
         coefficient = own_coefficient
-        _site_and_coefficient(
-            down, messages[0], messages[1], ones, weights, pattern_weights, coefficient
-        )
+        _site(down, messages[0], messages[1], ones, weights, coefficient)
+        _coefficient(coefficient, pattern_weights, coefficient)
     for s in range(2):
         below = _vector(tips, scratch, child_rows[k, s], first_row)
         sibling = messages[1 - s]
@@ -393,6 +368,7 @@ def log_likelihoods(
             )  # fmt: skip
             if not with_gradient:
                 continue
+            _coefficient(maximum, pattern_weights, root_coefficient)  # maximum: the root's site
             own_site[:] = rescaled
             _root_gradient(
                 tips, local, grad_transitions, grad_frequencies[b], grad_weights[b],
