@@ -4,13 +4,15 @@ For trees given as parent arrays it finds, for every internal node v, the nine c
 (sister, child side a, child side b) bitset triples (slot k of the neighbour on the root's
 side x choice of sister, see the subsplits module docstring) and, for every rooting edge r,
 which candidate each node uses. One loop over trees with small per-tree buffers replaces some
-thirty numpy passes over `[B, E, N-2]` arrays, whose overhead dominated scoring a batch.
+thirty numpy passes over `[B, E, N-2]` arrays, whose overhead dominated scoring a batch;
+the trees are shared among the threads.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 
 _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
@@ -35,7 +37,7 @@ def _slot_towards(lower: np.uint64, sides: np.ndarray) -> int:
     return 2
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def rooting_structure(parents: np.ndarray, n_taxa: int):
     """For parent arrays `[B, 2N-3]` (tips 0..N-1, encoding root 2N-3): edge clades `[B, E]`
     (the clade below each edge), candidate triples `[B, N-2, 9, 3]` (index 3k + choice),
@@ -54,14 +56,13 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
     triples = np.zeros((n_trees, n_inner, 9, 3), dtype=np.uint64)
     valid = np.zeros((n_trees, n_inner, 9), dtype=np.bool_)
     choices = np.empty((n_trees, n_edges, n_inner), dtype=np.int64)
-    clade = np.empty(2 * n - 2, dtype=np.uint64)
-    neighbours = np.empty((n_inner, 3), dtype=np.int64)
-    sides = np.empty((n_inner, 3), dtype=np.uint64)
-    back_slot = np.empty((n_inner, 3), dtype=np.int64)
-    toward = np.empty((n_edges, n_inner), dtype=np.int64)
-    filled = np.empty(n_inner, dtype=np.int64)
-    for b in range(n_trees):
-        filled[:] = 0
+    for b in prange(n_trees):  # each tree with its own small buffers
+        clade = np.zeros(2 * n - 2, dtype=np.uint64)
+        neighbours = np.empty((n_inner, 3), dtype=np.int64)
+        sides = np.empty((n_inner, 3), dtype=np.uint64)
+        back_slot = np.empty((n_inner, 3), dtype=np.int64)
+        toward = np.empty((n_edges, n_inner), dtype=np.int64)
+        filled = np.zeros(n_inner, dtype=np.int64)
         for node in range(root):  # ascending ids: children in ascending order
             v = parents[b, node] - n
             neighbours[v, filled[v]] = node
@@ -69,7 +70,6 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
         for v in range(n_inner - 1):
             neighbours[v, 2] = parents[b, v + n]
 
-        clade[:] = 0
         for tip in range(n):
             bit = _ONE << np.uint64(tip)
             node = tip

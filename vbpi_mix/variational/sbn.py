@@ -141,17 +141,17 @@ class SBN(nn.Module):
         tables that score them under every component.
 
         Draw a root split, then split every clade given its parent subsplit down to the tips
-        (compiled, `sbn_sampling`); the root split's internal side becomes the trifurcating root.
+        (compiled, `sbn_sampling`, from the logits of the families visited: normalising every
+        component's whole support first cost 1 ms of an A=10 A2A iteration, DS1); the root
+        split's internal side becomes the trifurcating root.
         """
         index, n = self.index, self.index.n_taxa
         components = np.asarray(components, dtype=np.int64)
-        used, rows = np.unique(components, return_inverse=True)
-        root_cumulative = self.root_log_probs(used).exp().cumsum(-1)
-        entry_probabilities = self.entry_log_probs(used).exp()
+        root_cumulative = self.root_log_probs().exp().cumsum(-1)
         uniforms = torch.rand((components.size, n - 1), generator=generator, dtype=torch.float64)
         parents = sample_parent_arrays(
-            rows.astype(np.int64), uniforms[:, 0].numpy(), uniforms[:, 1:].numpy(),
-            root_cumulative.numpy(), entry_probabilities.numpy(), index.members,
-            index.entry_child, index.root_splits, index.clades, index.parent_keys, n,
+            components, uniforms[:, 0].numpy(), uniforms[:, 1:].numpy(), root_cumulative.numpy(),
+            self.entry_logits.detach().numpy(), index.members, index.entry_child,
+            index.root_splits, index.clades, index.parent_keys, n,
         )  # fmt: skip
         return SampledTopologies(parents, self.tables(parents))

@@ -43,12 +43,35 @@ def _first_at_or_above(cumulative: np.ndarray, u: float) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def _draw_member(
+    family: np.ndarray, logits: np.ndarray, n_entries: int, u: float, weights: np.ndarray
+) -> int:
+    """Inverse CDF within one family (`family`: its entry ids, padded with n_entries): the
+    first member whose cumulative softmax probability exceeds u (the last on round-off).
+    Weights exp(logit - max) keep a family far below zero from underflowing."""
+    size, largest = 0, -np.inf
+    while size < family.size and family[size] != n_entries:
+        largest = max(largest, logits[family[size]])
+        size += 1
+    total = 0.0
+    for slot in range(size):
+        weights[slot] = np.exp(logits[family[slot]] - largest)
+        total += weights[slot]
+    threshold, cumulative = u * total, 0.0
+    for slot in range(size - 1):
+        cumulative += weights[slot]
+        if threshold < cumulative:
+            return family[slot]
+    return family[size - 1]
+
+
+@numba.njit(cache=True, nogil=True)
 def sample_parent_arrays(
     rows: np.ndarray,
     root_uniforms: np.ndarray,
     split_uniforms: np.ndarray,
     root_cumulative: np.ndarray,
-    entry_probabilities: np.ndarray,
+    entry_logits: np.ndarray,
     members: np.ndarray,
     entry_child: np.ndarray,
     root_splits: np.ndarray,
@@ -58,14 +81,17 @@ def sample_parent_arrays(
 ) -> np.ndarray:
     """Parent arrays `[n, 2N-3]` in the kernel encoding (tips 0..N-1, root 2N-3) of n trees.
 
-    Tree i uses probability row `rows[i]`: the root split from `root_cumulative [., R]` and
+    Tree i uses the parameters of component `rows[i]`: the root split from `root_cumulative [., R]` and
     `root_uniforms[i]`, then each clade C with sister S splits into entry m of its family
-    (C, S) (`members [P, W]`, padded with M) with probability `entry_probabilities[., m]`,
-    one `split_uniforms[i, k]` per split. The root split's internal side becomes the
-    unrooted tree's trifurcating root, the other side hangs from it.
+    (C, S) (`members [P, W]`, padded with M) with probability softmax over the family of
+    `entry_logits[., m]`, one `split_uniforms[i, k]` per split. Only the families a draw
+    visits are normalised (a tree visits N-2 of them), not the whole support of every
+    component. The root split's internal side becomes the unrooted tree's trifurcating root,
+    the other side hangs from it.
     """
     n_trees = rows.size
-    n_entries = entry_probabilities.shape[1]
+    n_entries = entry_logits.shape[1]
+    weights = np.empty(members.shape[1])
     n_clades = np.int64(clades.size)
     root = 2 * n_taxa - 3
     full = all_taxa(n_taxa)
@@ -95,16 +121,10 @@ def sample_parent_arrays(
             # the parent key of subsplits._parent_keys: sister id * Q + clade id
             key = np.searchsorted(clades, sister) * n_clades + np.searchsorted(clades, clade)
             family = np.searchsorted(parent_keys, key)
-            u, total, entry = split_uniforms[i, k], 0.0, -1
+            entry = _draw_member(
+                members[family], entry_logits[row], n_entries, split_uniforms[i, k], weights
+            )
             k += 1
-            for slot in range(members.shape[1]):
-                candidate = members[family, slot]
-                if candidate == n_entries:
-                    break
-                entry = candidate
-                total += entry_probabilities[row, candidate]
-                if u < total:
-                    break
             side = entry_child[entry]
             for child, child_sister in ((side, clade ^ side), (clade ^ side, side)):
                 if _taxon_count(child) == 1:
