@@ -60,7 +60,6 @@ def test_sampling_frequencies_match_probabilities(n_taxa):
     assert stats.chisquare(observed, probabilities * 100_000).pvalue > 1e-3
 
 
-
 def test_sampling_is_unchanged_by_logits_far_below_zero():
     """Draws come from each family's softmax: shifting every logit by -1000 (a shift per
     family leaves q unchanged) must give the same draws, not underflowed weights."""
@@ -71,6 +70,7 @@ def test_sampling_is_unchanged_by_logits_far_below_zero():
         sbn.entry_logits -= 1000.0
     after = sbn.sample(components, torch.Generator().manual_seed(4)).parents
     np.testing.assert_array_equal(after, before)
+
 
 def test_sampling_at_64_taxa_the_widest_bitset_returns_the_support_tree():
     """64 taxa fill the uint64 clade bitsets (DS8): a one-tree support samples only that tree."""

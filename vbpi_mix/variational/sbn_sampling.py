@@ -81,13 +81,13 @@ def sample_parent_arrays(
 ) -> np.ndarray:
     """Parent arrays `[n, 2N-3]` in the kernel encoding (tips 0..N-1, root 2N-3) of n trees.
 
-    Tree i uses the parameters of component `rows[i]`: the root split from `root_cumulative [., R]` and
-    `root_uniforms[i]`, then each clade C with sister S splits into entry m of its family
-    (C, S) (`members [P, W]`, padded with M) with probability softmax over the family of
-    `entry_logits[., m]`, one `split_uniforms[i, k]` per split. Only the families a draw
-    visits are normalised (a tree visits N-2 of them), not the whole support of every
-    component. The root split's internal side becomes the unrooted tree's trifurcating root,
-    the other side hangs from it.
+    Tree i uses the parameters of component `rows[i]`: the root split from
+    `root_cumulative [., R]` and `root_uniforms[i]`, then each clade C with sister S splits
+    into entry m of its family (C, S) (`members [P, W]`, padded with M) with probability
+    softmax over the family of `entry_logits[., m]`, one `split_uniforms[i, k]` per split.
+    Only the families a draw visits are normalised (a tree visits N-2 of them), not the
+    whole support of every component. The root split's internal side becomes the unrooted
+    tree's trifurcating root, the other side hangs from it.
     """
     n_trees = rows.size
     n_entries = entry_logits.shape[1]
