@@ -13,7 +13,7 @@ import torch
 from vbpi_mix.io.tree_files import parse_tree_text, read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood, Workspace, pruning_log_likelihood
-from vbpi_mix.phylo.models import GTR, HKY, JC69, SubstitutionModel, build_model
+from vbpi_mix.phylo.models import GTR, HKY, JC69, K80, SubstitutionModel, build_model
 from vbpi_mix.phylo.reference_pruning import reference_log_likelihood
 from vbpi_mix.phylo.schedule import build_schedule
 from vbpi_mix.phylo.simulate import simulate_sequences
@@ -267,6 +267,46 @@ def test_gradcheck_in_transitions_frequencies_and_category_weights():
     assert torch.autograd.gradcheck(function, (transitions, frequencies, weights))
 
 
+def test_gradcheck_in_jukes_cantor_pairs():
+    """The Jukes-Cantor loops take (a, b) of P = a I + b J; any positive pairs will do."""
+    alignment, parents, _ = small_problem(5, 8, seed=9)
+    rng = np.random.default_rng(17)
+    schedule = build_schedule(np.stack([parents, random_parents(5, rng)]), 5)
+    pairs = torch.as_tensor(rng.uniform(0.05, 1.0, (2, 7, 2, 2))).requires_grad_()
+    frequencies = torch.as_tensor(rng.uniform(0.1, 1.0, 4)).requires_grad_()
+    weights = torch.as_tensor([0.3, 0.7], dtype=torch.float64).requires_grad_()
+
+    def function(t, f, w):
+        return pruning_log_likelihood(
+            schedule, t, f, w, alignment.tip_partials(), alignment.pattern_weights()
+        )
+
+    assert torch.autograd.gradcheck(function, (pairs, frequencies, weights))
+
+
+def test_jukes_cantor_pairs_equal_the_4x4_matrices():
+    """JC+G4 on a batch of trees: the (a, b) loops give the value and the gradient in the
+    branch lengths, frequencies and category weights of the general 4 x 4 loops."""
+    model = JC69(gamma_categories=4, alpha=0.4)
+    alignment, _, _ = small_problem(12, 200, seed=18, model=model)
+    rng = np.random.default_rng(19)
+    schedule = build_schedule(np.stack([random_parents(12, rng) for _ in range(6)]), 12)
+    lengths = torch.as_tensor(rng.uniform(1e-4, 1.5, (6, 21)))
+    upstream = torch.as_tensor(rng.normal(size=6))
+    results = []
+    for transitions in (model.jukes_cantor_coefficients, model.transition_matrices):
+        inputs = [t.clone().requires_grad_() for t in (lengths, model.frequencies)]
+        weights = model.category_weights.clone().requires_grad_()
+        value = pruning_log_likelihood(
+            schedule, transitions(inputs[0]), inputs[1], weights, alignment.tip_partials(),
+            alignment.pattern_weights(),
+        )  # fmt: skip
+        gradients = torch.autograd.grad((value * upstream).sum(), [*inputs, weights])
+        results.append((value.detach(), *gradients))
+    for pairs, matrices in zip(*results, strict=True):
+        torch.testing.assert_close(pairs, matrices, rtol=1e-11, atol=1e-11)
+
+
 def test_graphs_sharing_a_workspace_keep_their_own_gradients():
     """The gradient is computed in the forward call; a later forward on the same buffers must
     not change what an earlier graph's backward returns."""
@@ -314,7 +354,12 @@ def balanced_parents(group_sizes: tuple[int, int, int]) -> np.ndarray:
     return parents
 
 
-def test_outside_vectors_rescaled_below_unrescaled_inside_vectors():
+# JC69 takes the Jukes-Cantor loops, K80 (kappa 3) the general 4 x 4 ones.
+KERNEL_PATHS = pytest.mark.parametrize("model", [JC69(), K80(3.0)], ids=["jc-pairs", "4x4"])
+
+
+@KERNEL_PATHS
+def test_outside_vectors_rescaled_below_unrescaled_inside_vectors(model):
     """80 taxa in root subtrees of 16, 32 and 32 tips, long branches, random states: every
     message is about 1/4, so inside vectors stay above 2^-128 (at most 4^-32) while outside
     vectors fall below it (the 16-tip subtree's top, 4^-65, and the other subtrees' nodes
@@ -326,16 +371,17 @@ def test_outside_vectors_rescaled_below_unrescaled_inside_vectors():
     records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 30))) for i in range(80)]
     alignment = Alignment.from_sequences(records)
     lengths = torch.as_tensor(rng.uniform(1.5, 2.5, (1, 157))).requires_grad_()
-    value = TreeLikelihood(alignment, JC69())(parents[None], lengths)
+    value = TreeLikelihood(alignment, model)(parents[None], lengths)
     (gradient,) = torch.autograd.grad(value.sum(), lengths)
     reference_lengths = lengths.detach()[0].clone().requires_grad_()
-    expected = reference_log_likelihood(alignment, JC69(), parents, reference_lengths)
+    expected = reference_log_likelihood(alignment, model, parents, reference_lengths)
     (expected_gradient,) = torch.autograd.grad(expected, reference_lengths)
     assert float(value.detach()) == pytest.approx(expected.item(), rel=1e-12)
     torch.testing.assert_close(gradient[0], expected_gradient, rtol=1e-9, atol=1e-12)
 
 
-def test_site_likelihoods_below_double_range_do_not_underflow():
+@KERNEL_PATHS
+def test_site_likelihoods_below_double_range_do_not_underflow(model):
     """64 taxa, random states, branches of about 1e-10: every site needs dozens of changes, so
     its likelihood is far below 1e-308 and only rescaling (inside and outside vectors) keeps
     the value and the branch-length gradient finite; both against the reference recursion."""
@@ -344,12 +390,12 @@ def test_site_likelihoods_below_double_range_do_not_underflow():
     records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 40))) for i in range(64)]
     alignment = Alignment.from_sequences(records)
     lengths = torch.as_tensor(rng.uniform(1e-10, 2e-10, (1, 125))).requires_grad_()
-    value = TreeLikelihood(alignment, JC69())(parents[None], lengths)
+    value = TreeLikelihood(alignment, model)(parents[None], lengths)
     (gradient,) = torch.autograd.grad(value.sum(), lengths)
     value = value.detach()
     assert float(value) / alignment.n_sites < np.log(np.finfo(np.float64).tiny)  # out of range
     reference_lengths = lengths.detach()[0].clone().requires_grad_()
-    expected = reference_log_likelihood(alignment, JC69(), parents, reference_lengths)
+    expected = reference_log_likelihood(alignment, model, parents, reference_lengths)
     (expected_gradient,) = torch.autograd.grad(expected, reference_lengths)
     assert float(value) == pytest.approx(expected.item(), rel=1e-10)
     torch.testing.assert_close(gradient[0], expected_gradient, rtol=1e-8, atol=0)

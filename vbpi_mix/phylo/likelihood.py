@@ -71,7 +71,8 @@ def _as_array(tensor: torch.Tensor) -> np.ndarray:
 
 
 class _PruningLikelihood(torch.autograd.Function):
-    """log L per tree from transition matrices `[B*E, C, 4, 4]`; see the module docstring."""
+    """log L per tree from transition matrices `[B*E, C, 4, 4]` (or Jukes-Cantor pairs
+    `[B*E, C, 2]`); see the module docstring."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -135,12 +136,14 @@ def pruning_log_likelihood(
 ) -> torch.Tensor:
     """Log-likelihood `[B]` of the scheduled trees.
 
-    transitions `[B, E, C, 4, 4]` (row i, column j: P(j | i) along edge e of tree b),
-    frequencies `[4]`, category_weights `[C]`, tip_partials `[N, 4, P]`, pattern_weights `[P]`.
-    Differentiable in transitions, frequencies and category weights. Without a `workspace`
-    the call allocates its own buffers.
+    transitions `[B, E, C, 4, 4]` (row i, column j: P(j | i) along edge e of tree b) or, for
+    Jukes-Cantor, `[B, E, C, 2]`: the pair (a, b) of P = a I + b J (cheaper loops,
+    vbpi_mix.phylo.jukes_cantor_kernels); frequencies `[4]`, category_weights `[C]`,
+    tip_partials `[N, 4, P]`, pattern_weights `[P]`. Differentiable in transitions,
+    frequencies and category weights. Without a `workspace` the call allocates its own
+    buffers.
     """
-    flat = transitions.reshape(-1, *transitions.shape[-3:])
+    flat = transitions.flatten(0, 1)
     differentiable = (flat, frequencies, category_weights)
     with_gradient = torch.is_grad_enabled() and any(t.requires_grad for t in differentiable)
     return _PruningLikelihood.apply(
@@ -163,6 +166,7 @@ class TreeLikelihood:
         self.tip_partials = alignment.tip_partials()
         self.pattern_weights = alignment.pattern_weights()
         self.workspace = Workspace()
+        self.jukes_cantor = model.is_jukes_cantor()
 
     def __call__(self, parents: np.ndarray, branch_lengths: torch.Tensor) -> torch.Tensor:
         parents = np.asarray(parents).reshape(-1, branch_lengths.shape[-1])
@@ -173,8 +177,11 @@ class TreeLikelihood:
         repeats = int(np.prod(branch_lengths.shape[:-2], dtype=np.int64))
         n_taxa = self.alignment.n_taxa
         schedule = build_schedule(np.tile(parents, (repeats, 1)), n_taxa)
-        transitions = self.model.transition_matrices(
-            branch_lengths.reshape(-1, branch_lengths.shape[-1])
+        lengths = branch_lengths.reshape(-1, branch_lengths.shape[-1])
+        transitions = (
+            self.model.jukes_cantor_coefficients(lengths)
+            if self.jukes_cantor
+            else self.model.transition_matrices(lengths)
         )
         log_likelihood = pruning_log_likelihood(
             schedule,

@@ -103,6 +103,25 @@ class SubstitutionModel(nn.Module):
         identity = torch.eye(N_STATES, dtype=increments.dtype).reshape(N_STATES**2)
         return (identity + increments @ outer).reshape(*increments.shape[:-1], N_STATES, N_STATES)
 
+    def is_jukes_cantor(self) -> bool:
+        """Whether Q is JC69's (equal exchangeabilities and frequencies, neither needing a
+        gradient), so that every P(t) is a I + b J (`jukes_cantor_coefficients`)."""
+        exchangeabilities = self.exchangeabilities()
+        off_diagonal = exchangeabilities[~torch.eye(N_STATES, dtype=torch.bool)]
+        return (
+            not (self.frequencies.requires_grad or exchangeabilities.requires_grad)
+            and bool((self.frequencies == 1.0 / N_STATES).all())
+            and bool((off_diagonal == off_diagonal[0]).all())
+        )
+
+    def jukes_cantor_coefficients(self, branch_lengths: torch.Tensor) -> torch.Tensor:
+        """(a, b) of P(t r_c) = a I + b J under JC69, `[..., C, 2]` for branch lengths
+        `[...]`: a = exp(-4/3 t r_c), b = (1 - a) / 4 (through expm1, accurate for short
+        branches). Only for models where `is_jukes_cantor()` holds."""
+        scaled_time = branch_lengths[..., None] * self.category_rates  # [..., C]
+        decay = torch.exp(-4.0 / 3.0 * scaled_time)
+        return torch.stack([decay, -0.25 * torch.expm1(-4.0 / 3.0 * scaled_time)], dim=-1)
+
 
 class GTR(SubstitutionModel):
     """General time-reversible model; `rates` are the exchangeabilities AC, AG, AT, CG, CT, GT."""

@@ -12,32 +12,44 @@ another thread pool spinning beside numba's was measured to double the cost of a
 
 Array legend: B trees, N taxa, C rate categories, P patterns; vectors `[C, 4, P]`, tips
 `[N, C, 4, P]`, scratch `[threads, N-3, C, 4, P]`, transitions `[B*E, C, 4, 4]` (row i,
-column j: P(j | i)).
+column j: P(j | i)) or, for Jukes-Cantor, `[B*E, C, 2]`: the pair (a, b) of P = a I + b J,
+whose per-edge loops (vbpi_mix.phylo.jukes_cantor_kernels) numba substitutes for the
+general ones; gradients have the shape of the transitions.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
-TINY = np.finfo(np.float64).tiny
-# A node's vector is rescaled only when some pattern's largest entry leaves [2^-128, 2^128].
-# Vectors left as they are keep every pattern's maximum at 2^-128 or more, so a product of two
-# (at the root three) messages starts from 2^-384 times the transition probabilities along
-# the way, far above float64's smallest normal number, 2^-1022.
-RESCALE_BELOW, RESCALE_ABOVE = 2.0**-128, 2.0**128
-# Reassociation and contraction let the pattern loops vectorise; no-NaN/no-inf assumptions are
-# left out and divisions follow numpy's rules, so a zero site likelihood gives -inf (and an
-# infinite gradient) rather than undefined behaviour or an exception inside a kernel.
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-_jit = numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
-_parallel = numba.njit(
-    cache=True, nogil=True, parallel=True, fastmath=_FASTMATH, error_model="numpy"
+from vbpi_mix.phylo import jukes_cantor_kernels as jukes_cantor
+from vbpi_mix.phylo.kernel_options import (
+    RESCALE_ABOVE,
+    RESCALE_BELOW,
+    TINY,
+    compiled,
+    compiled_in_parallel,
 )
 
 
-@_jit
+def _by_matrix_kind(general, jukes_cantor_loop, argument: int):
+    """A compiled function that runs `general` when argument `argument` is per-category
+    4 x 4 data (`[C, 4, 4]`) and `jukes_cantor_loop` when it is a (a, b) pair per category
+    (`[C, 2]`, vbpi_mix.phylo.jukes_cantor_kernels); numba picks one when compiling."""
+
+    def by_kind(*args):
+        raise NotImplementedError("called from compiled code only")
+
+    @overload(by_kind)
+    def _choose(*args):
+        loop = jukes_cantor_loop if args[argument].ndim == 2 else general
+        return lambda *args: loop(*args)
+
+    return by_kind
+
+
+@compiled
 def _entries(matrix):
     """The 16 entries of a 4 x 4 matrix, row by row, as scalars for the pattern loops."""
     return (
@@ -48,7 +60,7 @@ def _entries(matrix):
     )  # fmt: skip
 
 
-@_jit
+@compiled
 def _times(m, v0, v1, v2, v3):
     """The matrix (16 entries from _entries) times the vector (v0, v1, v2, v3)."""
     return (
@@ -65,8 +77,8 @@ def _times(m, v0, v1, v2, v3):
 # vectorising it: 2.2x slower).
 
 
-@_jit
-def _message(matrix, partial, out, maximum):
+@compiled
+def _general_message(matrix, partial, out, maximum):
     """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]; maximum[p] = max_(c,i) out.
     Returns whether some maximum[p] lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
     maximum[:] = 0.0
@@ -85,8 +97,8 @@ def _message(matrix, partial, out, maximum):
     return out_of_range > 0
 
 
-@_jit
-def _product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
+@compiled
+def _general_product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
     """out = (matrix1 partial1) * (matrix2 partial2), per category, fused, and its per-pattern
     maximum over (c, i); returns whether some maximum lies outside [RESCALE_BELOW,
     RESCALE_ABOVE]. (Separate passes for the maxima and for the range test were measured to
@@ -110,7 +122,7 @@ def _product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
     return out_of_range > 0
 
 
-@_jit
+@compiled
 def _rescale(values, maximum, pattern_weights):
     """Divide each pattern of `[C, 4, P]` by its maximum (at least TINY); return
     sum_p n_p log(maximum[p]), the log scale factor to add back.
@@ -133,7 +145,7 @@ def _rescale(values, maximum, pattern_weights):
     return total
 
 
-@_jit
+@compiled
 def _weighted_log_sum(values, pattern_weights):
     """sum_p n_p log(values[p])."""
     total = 0.0
@@ -148,7 +160,7 @@ def _weighted_log_sum(values, pattern_weights):
 # 6.6 us per node, DS1).
 
 
-@_jit
+@compiled
 def _site(first, second, third, factors, weights, out):
     """out[p] = site[p] = sum_c w_c sum_i f_i (first second third)[c, i, p]."""
     out[:] = 0.0
@@ -167,15 +179,15 @@ def _site(first, second, third, factors, weights, out):
             )
 
 
-@_jit
+@compiled
 def _coefficient(site, pattern_weights, out):
     """out[p] = n_p / site[p] (`out` may be `site`)."""
     for p in range(out.size):
         out[p] = pattern_weights[p] / site[p]
 
 
-@_jit
-def _edge_gradient(first, second, factors, lower, coefficient, weights, out):
+@compiled
+def _upper_lower_products(first, second, factors, lower, coefficient, weights, out):
     """out[c, i, j] = w_c sum_p coefficient[p] U[c, i, p] lower[c, j, p], with the upper
     vector U = f * first * second."""
     for c in range(first.shape[0]):
@@ -206,10 +218,10 @@ def _edge_gradient(first, second, factors, lower, coefficient, weights, out):
             out[c, i] *= factors[i]
 
 
-@_jit
-def _push_down(matrix, first, second, factors, out, maximum, pattern_weights):
-    """out = P^T U with U = f * first * second, rescaled when out of range (then True is
-    returned): the outside vector D[c, j, p] below an edge."""
+@compiled
+def _outside_vector(matrix, first, second, factors, out, maximum):
+    """out = P^T U with U = f * first * second: the outside vector D[c, j, p] below an
+    edge; returns whether some pattern's maximum lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(first.shape[0]):
@@ -231,12 +243,32 @@ def _push_down(matrix, first, second, factors, out, maximum, pattern_weights):
             largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
             maximum[p] = largest
             out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
-    if out_of_range > 0:
-        _rescale(out, maximum, pattern_weights)
     return out_of_range > 0
 
 
-@_jit
+@compiled
+def _general_edge_gradient(
+    matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down
+):  # fmt: skip
+    """The gradient with respect to P of the edge above `lower` into `out` and, with
+    push_down, the outside vector below it written over `lower`; returns whether that
+    vector has a pattern out of [RESCALE_BELOW, RESCALE_ABOVE] (False without push_down).
+
+    Two passes: one loop doing both (as the Jukes-Cantor kernels do) was measured 1.15x
+    slower over the whole kernel, its 16 gradient accumulators and 16 matrix entries more
+    than the vector registers hold."""
+    _upper_lower_products(first, second, factors, lower, coefficient, weights, out)
+    return push_down and _outside_vector(matrix, first, second, factors, lower, maximum)
+
+
+_message = _by_matrix_kind(_general_message, jukes_cantor.message, 0)
+_product_of_messages = _by_matrix_kind(
+    _general_product_of_messages, jukes_cantor.product_of_messages, 0
+)
+_edge_gradient = _by_matrix_kind(_general_edge_gradient, jukes_cantor.edge_gradient, 0)
+
+
+@compiled
 def _vector(tips, scratch, row, first_row):
     """The vector of schedule row `row`: a tip's partials, or the scratch row of an internal
     node of the tree whose internal rows start at `first_row`."""
@@ -245,7 +277,7 @@ def _vector(tips, scratch, row, first_row):
     return scratch[row - first_row]
 
 
-@_jit
+@compiled
 def _tree_log_likelihood(
     tips, scratch, transitions, child_rows, child_edges, root_rows, root_edges, frequencies,
     weights, pattern_weights, first_row, messages, site,
@@ -279,7 +311,7 @@ def _tree_log_likelihood(
 # inside vector was rescaled, the subtree below a rescaled D otherwise.
 
 
-@_jit
+@compiled
 def _root_gradient(
     tips, scratch, grad_transitions, grad_frequencies, grad_weights, transitions, root_rows,
     root_edges, frequencies, weights, pattern_weights, first_row, messages, coefficient,
@@ -288,8 +320,8 @@ def _root_gradient(
     """Root stage of one tree (`messages` hold its three root messages from the likelihood,
     `coefficient` n_p / site(p)): gradients of the three root edges (U of root child k: pi
     times the other two messages), of pi and of the category weights (`[4]`, `[C]`), and D
-    for internal root children, written over their inside vectors once their edge gradient
-    has used them (own_site[j] set where that D was rescaled)."""
+    for internal root children, written over their inside vectors in the pass that reads
+    them for the edge gradient (own_site[j] set where that D was rescaled)."""
     n_categories, _, n_patterns = messages.shape[1:]
     for c in range(n_categories):
         for i in range(4):
@@ -302,16 +334,16 @@ def _root_gradient(
     for k in range(3):
         first, second = messages[1 if k == 0 else 0], messages[1 if k == 2 else 2]
         below = _vector(tips, scratch, root_rows[k], first_row)
-        matrix, gradient = transitions[root_edges[k]], grad_transitions[root_edges[k]]
-        _edge_gradient(first, second, frequencies, below, coefficient, weights, gradient)
-        if root_rows[k] >= tips.shape[0]:
-            rescaled = _push_down(
-                matrix, first, second, frequencies, below, maximum, pattern_weights
-            )
-            own_site[root_rows[k] - first_row] |= rescaled
+        internal = root_rows[k] >= tips.shape[0]
+        if _edge_gradient(
+            transitions[root_edges[k]], first, second, frequencies, below, coefficient, weights,
+            grad_transitions[root_edges[k]], maximum, internal,
+        ):  # fmt: skip
+            _rescale(below, maximum, pattern_weights)
+            own_site[root_rows[k] - first_row] = True
 
 
-@_jit
+@compiled
 def _node_gradient(
     tips, scratch, grad_transitions, transitions, j, child_rows, child_edges, weights,
     pattern_weights, first_row, messages, ones, root_coefficient, own_coefficient, maximum,
@@ -319,7 +351,7 @@ def _node_gradient(
 ):  # fmt: skip
     """Internal node in scratch row j, whose row holds D_u: U(child s) = D_u * message of
     the other child; the edge gradients of both children, and D for internal children,
-    written over their inside vectors once their edge gradient has used them."""
+    written over their inside vectors in the pass that reads them for the edge gradient."""
     k = first_row - tips.shape[0] + j
     down = scratch[j]
     for s in range(2):
@@ -333,22 +365,26 @@ def _node_gradient(
     for s in range(2):
         below = _vector(tips, scratch, child_rows[k, s], first_row)
         sibling = messages[1 - s]
-        matrix, gradient = transitions[child_edges[k, s]], grad_transitions[child_edges[k, s]]
-        _edge_gradient(down, sibling, ones, below, coefficient, weights, gradient)
-        if child_rows[k, s] >= tips.shape[0]:
-            rescaled = _push_down(matrix, down, sibling, ones, below, maximum, pattern_weights)
+        internal = child_rows[k, s] >= tips.shape[0]
+        rescaled = _edge_gradient(
+            transitions[child_edges[k, s]], down, sibling, ones, below, coefficient, weights,
+            grad_transitions[child_edges[k, s]], maximum, internal,
+        )  # fmt: skip
+        if rescaled:
+            _rescale(below, maximum, pattern_weights)
+        if internal:
             own_site[child_rows[k, s] - first_row] = own_site[j] or rescaled
 
 
-@_parallel
+@compiled_in_parallel
 def log_likelihoods(
     tips, scratch, transitions, child_rows, child_edges, root_child_rows, root_child_edges,
     frequencies, weights, pattern_weights, log_likelihood, with_gradient, grad_transitions,
     grad_frequencies, grad_weights,
 ):  # fmt: skip
     """log_likelihood `[B]`; with_gradient: also d log L_b / d (transitions of tree b, pi, w)
-    into grad_transitions `[B*E, C, 4, 4]`, grad_frequencies `[B, 4]`, grad_weights `[B, C]`
-    (zero-filled by the caller). Block t of the trees uses scratch[t]."""
+    into grad_transitions (shaped as transitions), grad_frequencies `[B, 4]`, grad_weights
+    `[B, C]` (zero-filled by the caller). Block t of the trees uses scratch[t]."""
     n_blocks, n_inner, n_categories, _, n_patterns = scratch.shape
     n_taxa, n_trees = tips.shape[0], root_child_rows.shape[0]
     for block in prange(n_blocks):

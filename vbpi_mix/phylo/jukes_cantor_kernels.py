@@ -1,0 +1,103 @@
+"""The pruning kernel's per-edge loops for Jukes-Cantor transition matrices.
+
+Under JC69 every transition matrix is P = a I + b J (J all ones; a = exp(-4/3 r t),
+b = (1 - a) / 4), passed as its pair (a, b) per rate category, `[C, 2]`. A message is then
+(P x)_i = a x_i + b sum_j x_j, 4 multiply-adds and a 4-term sum per pattern instead of a
+4 x 4 product's 16, and the gradient with respect to P, G_ij = w_c sum_p k_p U_i L_j
+(vbpi_mix.phylo.likelihood), reduces to two numbers:
+
+    d log L / d a = sum_i G_ii = w_c sum_p k_p sum_i U_i L_i,
+    d log L / d b = sum_ij G_ij = w_c sum_p k_p (sum_i U_i) (sum_j L_j).
+The loops mirror the general ones in vbpi_mix.phylo.pruning_kernels (same arguments, same
+range test) and are picked by the shape of the matrices; measured on DS1 the product of two
+messages takes 1.26 instead of 1.80 us per node, an edge's gradient and outside vector 1.1
+instead of 2.0 us.
+"""
+
+from __future__ import annotations
+
+from vbpi_mix.phylo.kernel_options import RESCALE_ABOVE, RESCALE_BELOW, compiled
+
+
+@compiled
+def message(matrix, partial, out, maximum):
+    """out[c] = P_c partial[c] with P_c = a I + b J; maximum[p] = max_(c,i) out; returns
+    whether some maximum lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
+    maximum[:] = 0.0
+    out_of_range = 0
+    for c in range(partial.shape[0]):
+        x0, x1, x2, x3 = partial[c, 0], partial[c, 1], partial[c, 2], partial[c, 3]
+        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        a, b = matrix[c, 0], matrix[c, 1]
+        out_of_range = 0  # only the last category's pass sees the final maxima
+        for p in range(maximum.size):
+            shared = b * (x0[p] + x1[p] + x2[p] + x3[p])
+            r0, r1 = a * x0[p] + shared, a * x1[p] + shared
+            r2, r3 = a * x2[p] + shared, a * x3[p] + shared
+            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
+            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            maximum[p] = largest
+            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+    return out_of_range > 0
+
+
+@compiled
+def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
+    """out = (P1 partial1) * (P2 partial2) per category, its per-pattern maximum, and
+    whether some maximum lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
+    maximum[:] = 0.0
+    out_of_range = 0
+    for c in range(partial1.shape[0]):
+        x0, x1, x2, x3 = partial1[c, 0], partial1[c, 1], partial1[c, 2], partial1[c, 3]
+        y0, y1, y2, y3 = partial2[c, 0], partial2[c, 1], partial2[c, 2], partial2[c, 3]
+        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        a1, b1, a2, b2 = matrix1[c, 0], matrix1[c, 1], matrix2[c, 0], matrix2[c, 1]
+        out_of_range = 0  # only the last category's pass sees the final maxima
+        for p in range(maximum.size):
+            s = b1 * (x0[p] + x1[p] + x2[p] + x3[p])
+            t = b2 * (y0[p] + y1[p] + y2[p] + y3[p])
+            r0 = (a1 * x0[p] + s) * (a2 * y0[p] + t)
+            r1 = (a1 * x1[p] + s) * (a2 * y1[p] + t)
+            r2 = (a1 * x2[p] + s) * (a2 * y2[p] + t)
+            r3 = (a1 * x3[p] + s) * (a2 * y3[p] + t)
+            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
+            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+            maximum[p] = largest
+            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+    return out_of_range > 0
+
+
+@compiled
+def edge_gradient(matrix, first, second, factors, lower, coefficient, weights, out, maximum,
+                  push_down):  # fmt: skip
+    """out[c] = (d log L / d a, d log L / d b) of the edge above `lower`, with the upper
+    vector U = f * first * second: w_c sum_p k_p (sum_i U_i L_i, sum_i U_i sum_j L_j).
+
+    With push_down, also the outside vector below the edge, P^T U = a U + b sum_i U_i (P is
+    symmetric), written over `lower` in the same pass, and whether some pattern's maximum
+    lies outside [RESCALE_BELOW, RESCALE_ABOVE] (the caller rescales it); False otherwise."""
+    maximum[:] = 0.0
+    out_of_range = 0
+    f0, f1, f2, f3 = factors[0], factors[1], factors[2], factors[3]
+    for c in range(first.shape[0]):
+        u0, u1, u2, u3 = first[c, 0], first[c, 1], first[c, 2], first[c, 3]
+        v0, v1, v2, v3 = second[c, 0], second[c, 1], second[c, 2], second[c, 3]
+        l0, l1, l2, l3 = lower[c, 0], lower[c, 1], lower[c, 2], lower[c, 3]
+        a, b = matrix[c, 0], matrix[c, 1]
+        diagonal = everything = 0.0
+        out_of_range = 0  # only the last category's pass sees the final maxima
+        for p in range(coefficient.size):
+            x0, x1 = f0 * u0[p] * v0[p], f1 * u1[p] * v1[p]
+            x2, x3 = f2 * u2[p] * v2[p], f3 * u3[p] * v3[p]
+            k, total = coefficient[p], x0 + x1 + x2 + x3
+            diagonal += k * (x0 * l0[p] + x1 * l1[p] + x2 * l2[p] + x3 * l3[p])
+            everything += k * total * (l0[p] + l1[p] + l2[p] + l3[p])
+            if push_down:  # loop-invariant: compiled as two loops
+                shared = b * total
+                r0, r1, r2, r3 = a * x0 + shared, a * x1 + shared, a * x2 + shared, a * x3 + shared
+                l0[p], l1[p], l2[p], l3[p] = r0, r1, r2, r3
+                largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+                maximum[p] = largest
+                out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+        out[c, 0], out[c, 1] = weights[c] * diagonal, weights[c] * everything
+    return out_of_range > 0

@@ -1,0 +1,26 @@
+"""Compile options and the rescaling range shared by the pruning kernels
+(vbpi_mix.phylo.pruning_kernels, vbpi_mix.phylo.jukes_cantor_kernels).
+
+numba freezes these constants into the cached machine code of the modules that use them and
+checks only those modules' own files for changes: after editing a value here, delete their
+`__pycache__` (or touch them) so that they are compiled again."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+TINY = np.finfo(np.float64).tiny
+# A node's vector is rescaled only when some pattern's largest entry leaves [2^-128, 2^128].
+# Vectors left as they are keep every pattern's maximum at 2^-128 or more, so a product of two
+# (at the root three) messages starts from 2^-384 times the transition probabilities along
+# the way, far above float64's smallest normal number, 2^-1022.
+RESCALE_BELOW, RESCALE_ABOVE = 2.0**-128, 2.0**128
+# Reassociation and contraction let the pattern loops vectorise; no-NaN/no-inf assumptions are
+# left out and divisions follow numpy's rules, so a zero site likelihood gives -inf (and an
+# infinite gradient) rather than undefined behaviour or an exception inside a kernel.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+compiled = numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
+compiled_in_parallel = numba.njit(
+    cache=True, nogil=True, parallel=True, fastmath=_FASTMATH, error_model="numpy"
+)
