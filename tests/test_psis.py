@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vbpi_mix.inference.psis import generalized_pareto_fit, pareto_k_hat, tail_length
+from vbpi_mix.inference.psis import (
+    generalized_pareto_fit,
+    pareto_k_hat,
+    pareto_k_verdict,
+    tail_length,
+)
 
 
 @pytest.mark.parametrize("shape", [-0.2, 0.3, 0.7, 1.2])
@@ -41,3 +46,11 @@ def test_k_hat_separates_light_and_heavy_weights():
     assert pareto_k_hat(rng.normal(0, 3.0, 1000)) > 0.7  # log-normal weights with sd 3
     assert math.isnan(pareto_k_hat(np.zeros(10)))  # too few weights for a tail
     assert pareto_k_hat(rng.normal(0, 500.0, 1000)) == math.inf  # spans beyond float64
+
+
+def test_verdict_follows_the_papers_bands():
+    """k < 0.5 good, 0.5-0.7 usable, above 0.7 unreliable (Vehtari et al. 2024)."""
+    verdicts = [pareto_k_verdict(k) for k in (0.2, 0.5, 0.7, 0.71, math.inf, math.nan)]
+    assert [v.split(":")[0] for v in verdicts] == [
+        "good", "usable", "usable", "unreliable", "unreliable", "not estimable",
+    ]  # fmt: skip

@@ -26,6 +26,7 @@ from vbpi_mix.export.api import Posterior
 from vbpi_mix.export.posterior import topology_probabilities
 from vbpi_mix.export.report import write_posterior_summary
 from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_tsv
+from vbpi_mix.inference.psis import pareto_k_verdict
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
@@ -405,7 +406,7 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
     print(
         f"importance weights:  ESS {summary['effective_sample_size']:.1f} of "
         f"{summary['mll_particles']}, Pareto k-hat {summary['pareto_k']:.2f} "
-        "(above 0.7: the MLL estimate is unreliable)"
+        f"({pareto_k_verdict(summary['pareto_k'])})"
     )
     if "kl_golden_covered" in summary:
         print(

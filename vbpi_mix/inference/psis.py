@@ -16,6 +16,18 @@ import math
 import numpy as np
 
 PRIOR_WEIGHT, PRIOR_SHAPE = 10.0, 0.5
+GOOD_BELOW, UNRELIABLE_ABOVE = 0.5, 0.7
+
+
+def pareto_k_verdict(k: float) -> str:
+    """What k-hat says about an importance-sampling estimate, in the paper's bands."""
+    if math.isnan(k):
+        return "not estimable: too few weights"
+    if k < GOOD_BELOW:
+        return f"good: below {GOOD_BELOW}"
+    if k <= UNRELIABLE_ABOVE:
+        return f"usable: {GOOD_BELOW}-{UNRELIABLE_ABOVE}"
+    return f"unreliable: above {UNRELIABLE_ABOVE}; train longer or use more particles"
 
 
 def tail_length(n_weights: int) -> int:
