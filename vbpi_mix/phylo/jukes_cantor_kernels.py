@@ -68,8 +68,9 @@ def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
 
 
 @compiled
-def edge_gradient(matrix, first, second, factors, lower, coefficient, weights, out, maximum,
-                  push_down):  # fmt: skip
+def edge_gradient(
+    matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down
+):
     """out[c] = (d log L / d a, d log L / d b) of the edge above `lower`, with the upper
     vector U = f * first * second: w_c sum_p k_p (sum_i U_i L_i, sum_i U_i sum_j L_j).
 

@@ -187,7 +187,7 @@ def _coefficient(site, pattern_weights, out):
 
 
 @compiled
-def _upper_lower_products(first, second, factors, lower, coefficient, weights, out):
+def _matrix_gradient(first, second, factors, lower, coefficient, weights, out):
     """out[c, i, j] = w_c sum_p coefficient[p] U[c, i, p] lower[c, j, p], with the upper
     vector U = f * first * second."""
     for c in range(first.shape[0]):
@@ -249,7 +249,7 @@ def _outside_vector(matrix, first, second, factors, out, maximum):
 @compiled
 def _general_edge_gradient(
     matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down
-):  # fmt: skip
+):
     """The gradient with respect to P of the edge above `lower` into `out` and, with
     push_down, the outside vector below it written over `lower`; returns whether that
     vector has a pattern out of [RESCALE_BELOW, RESCALE_ABOVE] (False without push_down).
@@ -257,7 +257,7 @@ def _general_edge_gradient(
     Two passes: one loop doing both (as the Jukes-Cantor kernels do) was measured 1.15x
     slower over the whole kernel, its 16 gradient accumulators and 16 matrix entries more
     than the vector registers hold."""
-    _upper_lower_products(first, second, factors, lower, coefficient, weights, out)
+    _matrix_gradient(first, second, factors, lower, coefficient, weights, out)
     return push_down and _outside_vector(matrix, first, second, factors, lower, maximum)
 
 
