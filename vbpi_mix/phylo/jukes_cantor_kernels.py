@@ -16,7 +16,7 @@ instead of 2.0 us.
 
 from __future__ import annotations
 
-from vbpi_mix.phylo.kernel_options import RESCALE_ABOVE, RESCALE_BELOW, compiled
+from vbpi_mix.phylo.kernel_options import compiled, keep_pattern
 
 
 @compiled
@@ -34,10 +34,7 @@ def message(matrix, partial, out, maximum):
             shared = b * (x0[p] + x1[p] + x2[p] + x3[p])
             r0, r1 = a * x0[p] + shared, a * x1[p] + shared
             r2, r3 = a * x2[p] + shared, a * x3[p] + shared
-            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
-            maximum[p] = largest
-            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
     return out_of_range > 0
 
 
@@ -60,10 +57,7 @@ def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
             r1 = (a1 * x1[p] + s) * (a2 * y1[p] + t)
             r2 = (a1 * x2[p] + s) * (a2 * y2[p] + t)
             r3 = (a1 * x3[p] + s) * (a2 * y3[p] + t)
-            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
-            maximum[p] = largest
-            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
     return out_of_range > 0
 
 
@@ -96,9 +90,6 @@ def edge_gradient(
             if push_down:  # loop-invariant: compiled as two loops
                 shared = b * total
                 r0, r1, r2, r3 = a * x0 + shared, a * x1 + shared, a * x2 + shared, a * x3 + shared
-                l0[p], l1[p], l2[p], l3[p] = r0, r1, r2, r3
-                largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
-                maximum[p] = largest
-                out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+                out_of_range += keep_pattern(l0, l1, l2, l3, p, r0, r1, r2, r3, maximum)
         out[c, 0], out[c, 1] = weights[c] * diagonal, weights[c] * everything
     return out_of_range > 0

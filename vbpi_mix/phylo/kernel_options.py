@@ -24,3 +24,15 @@ compiled = numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="n
 compiled_in_parallel = numba.njit(
     cache=True, nogil=True, parallel=True, fastmath=_FASTMATH, error_model="numpy"
 )
+
+
+@compiled
+def keep_pattern(out0, out1, out2, out3, p, r0, r1, r2, r3, maximum):
+    """Store the four states (r0..r3) of pattern p, raise maximum[p] to their largest, and
+    return 1 when that maximum lies outside [RESCALE_BELOW, RESCALE_ABOVE], else 0: the
+    common tail of every loop that writes a vector (inlined by LLVM; the loops still
+    vectorise)."""
+    out0[p], out1[p], out2[p], out3[p] = r0, r1, r2, r3
+    largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
+    maximum[p] = largest
+    return (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)

@@ -24,13 +24,7 @@ from numba import prange
 from numba.extending import overload
 
 from vbpi_mix.phylo import jukes_cantor_kernels as jukes_cantor
-from vbpi_mix.phylo.kernel_options import (
-    RESCALE_ABOVE,
-    RESCALE_BELOW,
-    TINY,
-    compiled,
-    compiled_in_parallel,
-)
+from vbpi_mix.phylo.kernel_options import TINY, compiled, compiled_in_parallel, keep_pattern
 
 
 def _by_matrix_kind(general, jukes_cantor_loop, argument: int):
@@ -90,10 +84,7 @@ def _general_message(matrix, partial, out, maximum):
         out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
             r0, r1, r2, r3 = _times(a, x0[p], x1[p], x2[p], x3[p])
-            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
-            maximum[p] = largest
-            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
     return out_of_range > 0
 
 
@@ -115,10 +106,7 @@ def _general_product_of_messages(matrix1, partial1, matrix2, partial2, out, maxi
             s0, s1, s2, s3 = _times(a, x0[p], x1[p], x2[p], x3[p])
             t0, t1, t2, t3 = _times(b, y0[p], y1[p], y2[p], y3[p])
             r0, r1, r2, r3 = s0 * t0, s1 * t1, s2 * t2, s3 * t3
-            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
-            maximum[p] = largest
-            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
     return out_of_range > 0
 
 
@@ -239,10 +227,7 @@ def _outside_vector(matrix, first, second, factors, out, maximum):
         out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
             r0, r1, r2, r3 = _times(a, x0[p] * y0[p], x1[p] * y1[p], x2[p] * y2[p], x3[p] * y3[p])
-            o0[p], o1[p], o2[p], o3[p] = r0, r1, r2, r3
-            largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
-            maximum[p] = largest
-            out_of_range += (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
     return out_of_range > 0
 
 
