@@ -12,6 +12,7 @@ import sys
 import time
 
 import dendropy
+import numba
 import pytest
 import torch
 
@@ -34,6 +35,24 @@ def test_loglik_prints_index_and_value(capsys):
     index, value = capsys.readouterr().out.strip().split("\t")
     assert index == "1"
     assert -20000 < float(value) < -1000
+
+
+def test_threads_sizes_both_pools_leaves_values_alone_and_refuses_too_many(capsys):
+    """Each tree is computed by one thread, so the thread count cannot change a value."""
+    command = ["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet"]
+    assert main(command) == 0
+    expected = capsys.readouterr().out
+    before = numba.get_num_threads(), torch.get_num_threads()
+    try:
+        assert main([*command, "--threads", "1"]) == 0
+        assert (numba.get_num_threads(), torch.get_num_threads()) == (1, 1)
+    finally:
+        numba.set_num_threads(before[0])
+        torch.set_num_threads(before[1])
+    assert capsys.readouterr().out == expected
+    assert main([*command, "--threads", str(numba.config.NUMBA_NUM_THREADS + 1)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("vbpi-mix: error: --threads")
 
 
 def test_loglik_json_many_trees_and_models(tmp_path, capsys):

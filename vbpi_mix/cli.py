@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -101,6 +102,30 @@ def _add_seed(parser: argparse.ArgumentParser) -> None:
 
 def _add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_computing_options(parser: argparse.ArgumentParser) -> None:
+    """--quiet and --threads, for the commands that compute likelihoods."""
+    _add_quiet(parser)
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads for the likelihood kernel and torch (default: every core this "
+        "process may use)",
+    )
+
+
+def _limit_threads(count: int | None) -> None:
+    """Size numba's and torch's thread pools to --threads (numba's pool cannot grow past the
+    size it started with, NUMBA_NUM_THREADS)."""
+    if count is None:
+        return
+    available = numba.config.NUMBA_NUM_THREADS
+    if count > available:
+        raise VbpiMixError(f"--threads {count}: at most {available} here (NUMBA_NUM_THREADS)")
+    numba.set_num_threads(count)
+    torch.set_num_threads(count)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -440,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_options(loglik)
     loglik.add_argument("--json", action="store_true", help="print a JSON list instead of TSV")
-    _add_quiet(loglik)
+    _add_computing_options(loglik)
     loglik.set_defaults(run=run_loglik)
 
     support = commands.add_parser(
@@ -587,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="marginal-likelihood repeats (default: 10)",
     )
     _add_seed(fit)
-    _add_quiet(fit)
+    _add_computing_options(fit)
     fit.set_defaults(run=run_fit)
 
     evaluate = commands.add_parser(
@@ -606,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--repeats", type=_positive_int, default=10, help="MLL repeats")
     _add_seed(evaluate)
-    _add_quiet(evaluate)
+    _add_computing_options(evaluate)
     evaluate.add_argument(
         "--golden",
         nargs="+",
@@ -635,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the distinct sampled topologies with their exact q (TSV)",
     )
     _add_seed(sample)
-    _add_quiet(sample)
+    _add_computing_options(sample)
     sample.set_defaults(run=run_sample)
 
     summarize_parser = commands.add_parser(
@@ -657,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--out", metavar="DIR", help="output folder (default: RUN_DIR/posterior)"
     )
     _add_seed(summarize_parser)
-    _add_quiet(summarize_parser)
+    _add_computing_options(summarize_parser)
     summarize_parser.set_defaults(run=run_summarize)
 
     bench = commands.add_parser(
@@ -688,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, metavar="DIR", help="bench folder")
     bench.add_argument("--resume", action="store_true",
                        help="continue the runs already in --out")  # fmt: skip
-    _add_quiet(bench)
+    _add_computing_options(bench)
     bench.set_defaults(run=run_bench_command)
     return parser
 
@@ -704,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
+        _limit_threads(getattr(args, "threads", None))
         return args.run(args)
     except VbpiMixError as error:
         print(f"vbpi-mix: error: {error}", file=sys.stderr)
