@@ -29,7 +29,9 @@ for 100 DS1 trees (24.8 against 15.8 ms, same arithmetic), with 72 MB of vectors
 The outside vector D of a node is written over its inside vector, which no later step needs.
 The gradient with respect to the transition matrices then flows through autograd into branch
 lengths and model parameters. The per-node loops are compiled
-(vbpi_mix.phylo.pruning_kernels).
+(vbpi_mix.phylo.pruning_kernels). Under JC69 (`SubstitutionModel.is_jukes_cantor`) each
+matrix is passed as the pair (a, b) of P = a I + b J and cheaper loops run
+(vbpi_mix.phylo.jukes_cantor_kernels): 1.3x faster for the same values.
 """
 
 from __future__ import annotations

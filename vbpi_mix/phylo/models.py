@@ -118,9 +118,8 @@ class SubstitutionModel(nn.Module):
         """(a, b) of P(t r_c) = a I + b J under JC69, `[..., C, 2]` for branch lengths
         `[...]`: a = exp(-4/3 t r_c), b = (1 - a) / 4 (through expm1, accurate for short
         branches). Only for models where `is_jukes_cantor()` holds."""
-        scaled_time = branch_lengths[..., None] * self.category_rates  # [..., C]
-        decay = torch.exp(-4.0 / 3.0 * scaled_time)
-        return torch.stack([decay, -0.25 * torch.expm1(-4.0 / 3.0 * scaled_time)], dim=-1)
+        exponent = -4.0 / 3.0 * branch_lengths[..., None] * self.category_rates  # [..., C]
+        return torch.stack([torch.exp(exponent), -0.25 * torch.expm1(exponent)], dim=-1)
 
 
 class GTR(SubstitutionModel):
