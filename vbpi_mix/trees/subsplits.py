@@ -101,6 +101,11 @@ class SubsplitIndex:
         """Hash tables of clades, entry_keys and root_splits for the compiled lookups."""
         return hash_slots(self.clades), hash_slots(self.entry_keys), hash_slots(self.root_splits)
 
+    @cached_property
+    def parent_slots(self) -> np.ndarray:
+        """Hash table of parent_keys, for the compiled sampler."""
+        return hash_slots(self.parent_keys)
+
 
 @dataclass(frozen=True)
 class TopologyTables:

@@ -38,7 +38,7 @@ def hash_slots(keys: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _shift(slots: np.ndarray) -> np.uint64:
+def slot_shift(slots: np.ndarray) -> np.uint64:
     """64 - log2(len(slots)): how far a hashed key is shifted to give its slot."""
     bits = 0
     while (1 << bits) < slots.size:
@@ -47,7 +47,7 @@ def _shift(slots: np.ndarray) -> np.uint64:
 
 
 @numba.njit(cache=True, nogil=True)
-def _position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> int:
+def key_position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> int:
     """Index of `key` in `keys` (hashed into `slots`), or -1 where it is absent."""
     mask = slots.size - 1
     slot = np.int64((np.uint64(key) * _MULTIPLIER) >> shift)
@@ -75,15 +75,15 @@ def scoring_ids(
     n_inner = triples.shape[1]
     full = all_taxa(n_taxa)
     q = np.int64(clades.size)
-    clade_shift, entry_shift = _shift(clade_slots), _shift(entry_slots)
-    root_shift = _shift(root_slots)
+    clade_shift, entry_shift = slot_shift(clade_slots), slot_shift(entry_slots)
+    root_shift = slot_shift(root_slots)
     root_ids = np.empty((n_trees, n_edges), dtype=np.int64)
     entry_ids = np.empty((n_trees, n_edges, n_inner), dtype=np.int64)
     for b in prange(n_trees):
         candidates = np.empty((n_inner, 9), dtype=np.int64)
         for e in range(n_edges):
             below = edge_clades[b, e]
-            root_ids[b, e] = _position(
+            root_ids[b, e] = key_position(
                 root_splits, root_slots, root_shift, min(below, full ^ below)
             )
         for v in range(n_inner):
@@ -91,13 +91,13 @@ def scoring_ids(
                 candidates[v, slot] = -1
                 if not valid[b, v, slot]:
                     continue
-                sister = _position(clades, clade_slots, clade_shift, triples[b, v, slot, 0])
-                side_a = _position(clades, clade_slots, clade_shift, triples[b, v, slot, 1])
-                side_b = _position(clades, clade_slots, clade_shift, triples[b, v, slot, 2])
+                sister = key_position(clades, clade_slots, clade_shift, triples[b, v, slot, 0])
+                side_a = key_position(clades, clade_slots, clade_shift, triples[b, v, slot, 1])
+                side_b = key_position(clades, clade_slots, clade_shift, triples[b, v, slot, 2])
                 if sister < 0 or side_a < 0 or side_b < 0:
                     continue
                 key = (sister * q + min(side_a, side_b)) * q + max(side_a, side_b)
-                candidates[v, slot] = _position(entry_keys, entry_slots, entry_shift, key)
+                candidates[v, slot] = key_position(entry_keys, entry_slots, entry_shift, key)
         for e in range(n_edges):
             for v in range(n_inner):
                 entry_ids[b, e, v] = candidates[v, choices[b, e, v]]
