@@ -22,7 +22,7 @@ class ReadEntries(NamedTuple):
     """`members [S]`: every entry of the families read, family by family; `member_family [S]`:
     the position of its family among the `n_families` read; `entry_slot [U]`: where each
     entry read lies in `members`; `remapped`: the batch's entry ids (their shape, -1 kept)
-    as positions among the U entries read, in ascending entry order."""
+    as positions among the U entries read, numbered in the order they first appear."""
 
     members: np.ndarray
     member_family: np.ndarray
@@ -33,17 +33,27 @@ class ReadEntries(NamedTuple):
 
 @numba.njit(cache=True, nogil=True)
 def _read_entries(entry_ids, entry_parent, members):
-    """ReadEntries' arrays (see there); `position` marks the entries read, then numbers them."""
+    """ReadEntries' arrays (see there); one pass over the ids numbers the entries read in the
+    order they first appear (`position`) and remaps the ids."""
     n_entries = entry_parent.size
     position = np.full(n_entries, -1, dtype=np.int64)
     flat = entry_ids.ravel()
-    for e in flat:
-        if e >= 0:
-            position[e] = 0
-    entries = np.flatnonzero(position == 0)
+    remapped = np.empty(flat.size, dtype=np.int64)
+    entries = np.empty(min(flat.size, n_entries), dtype=np.int64)
+    n_read = 0
+    for i in range(flat.size):
+        e = flat[i]
+        if e < 0:
+            remapped[i] = -1
+            continue
+        if position[e] < 0:
+            position[e] = n_read
+            entries[n_read] = e
+            n_read += 1
+        remapped[i] = position[e]
+    entries = entries[:n_read]
     is_read = np.zeros(members.shape[0], dtype=np.bool_)
-    for u in range(entries.size):
-        position[entries[u]] = u
+    for u in range(n_read):
         is_read[entry_parent[entries[u]]] = True
     families = np.flatnonzero(is_read)
     n_members = 0
@@ -64,9 +74,6 @@ def _read_entries(entry_ids, entry_parent, members):
             if position[m] >= 0:
                 entry_slot[position[m]] = slot
             slot += 1
-    remapped = np.empty(flat.size, dtype=np.int64)
-    for i in range(flat.size):
-        remapped[i] = position[flat[i]] if flat[i] >= 0 else -1
     return member_ids, member_family, families.size, entry_slot, remapped
 
 
