@@ -250,12 +250,15 @@ def test_branch_length_gradient_equals_central_finite_differences():
         assert float(bl.grad[0, e]) == pytest.approx(numeric, rel=1e-5, abs=1e-4)
 
 
-def test_gradcheck_in_transitions_frequencies_and_category_weights():
+@pytest.mark.parametrize("per_category", [(4, 4), (2,)], ids=["4x4", "jc-pairs"])
+def test_gradcheck_in_transitions_frequencies_and_category_weights(per_category):
+    """Any positive transitions will do: 4 x 4 matrices for the general loops, pairs (a, b)
+    of P = a I + b J for the Jukes-Cantor ones."""
     alignment, parents, _ = small_problem(5, 8, seed=9)
     rng = np.random.default_rng(10)
     parents = np.stack([parents, random_parents(5, rng)])
     schedule = build_schedule(parents, 5)
-    transitions = torch.as_tensor(rng.uniform(0.05, 1.0, (2, 7, 2, 4, 4))).requires_grad_()
+    transitions = torch.as_tensor(rng.uniform(0.05, 1.0, (2, 7, 2, *per_category)))
     frequencies = torch.as_tensor(rng.uniform(0.1, 1.0, 4)).requires_grad_()
     weights = torch.as_tensor([0.3, 0.7], dtype=torch.float64).requires_grad_()
 
@@ -264,24 +267,7 @@ def test_gradcheck_in_transitions_frequencies_and_category_weights():
             schedule, t, f, w, alignment.tip_partials(), alignment.pattern_weights()
         )
 
-    assert torch.autograd.gradcheck(function, (transitions, frequencies, weights))
-
-
-def test_gradcheck_in_jukes_cantor_pairs():
-    """The Jukes-Cantor loops take (a, b) of P = a I + b J; any positive pairs will do."""
-    alignment, parents, _ = small_problem(5, 8, seed=9)
-    rng = np.random.default_rng(17)
-    schedule = build_schedule(np.stack([parents, random_parents(5, rng)]), 5)
-    pairs = torch.as_tensor(rng.uniform(0.05, 1.0, (2, 7, 2, 2))).requires_grad_()
-    frequencies = torch.as_tensor(rng.uniform(0.1, 1.0, 4)).requires_grad_()
-    weights = torch.as_tensor([0.3, 0.7], dtype=torch.float64).requires_grad_()
-
-    def function(t, f, w):
-        return pruning_log_likelihood(
-            schedule, t, f, w, alignment.tip_partials(), alignment.pattern_weights()
-        )
-
-    assert torch.autograd.gradcheck(function, (pairs, frequencies, weights))
+    assert torch.autograd.gradcheck(function, (transitions.requires_grad_(), frequencies, weights))
 
 
 def test_jukes_cantor_pairs_equal_the_4x4_matrices():
