@@ -17,7 +17,7 @@ instead of 2.0 us.
 
 from __future__ import annotations
 
-from vbpi_mix.phylo.kernel_options import compiled, keep_pattern
+from vbpi_mix.phylo.kernel_options import compiled, keep_pattern, state_rows
 
 
 @compiled
@@ -27,8 +27,8 @@ def message(matrix, partial, out, maximum):
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(partial.shape[0]):
-        x0, x1, x2, x3 = partial[c, 0], partial[c, 1], partial[c, 2], partial[c, 3]
-        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        x0, x1, x2, x3 = state_rows(partial, c)
+        o0, o1, o2, o3 = state_rows(out, c)
         a, b = matrix[c, 0], matrix[c, 1]
         out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
@@ -46,9 +46,9 @@ def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(partial1.shape[0]):
-        x0, x1, x2, x3 = partial1[c, 0], partial1[c, 1], partial1[c, 2], partial1[c, 3]
-        y0, y1, y2, y3 = partial2[c, 0], partial2[c, 1], partial2[c, 2], partial2[c, 3]
-        o0, o1, o2, o3 = out[c, 0], out[c, 1], out[c, 2], out[c, 3]
+        x0, x1, x2, x3 = state_rows(partial1, c)
+        y0, y1, y2, y3 = state_rows(partial2, c)
+        o0, o1, o2, o3 = state_rows(out, c)
         a1, b1, a2, b2 = matrix1[c, 0], matrix1[c, 1], matrix2[c, 0], matrix2[c, 1]
         out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
@@ -76,9 +76,9 @@ def edge_gradient(
     out_of_range = 0
     f0, f1, f2, f3 = factors[0], factors[1], factors[2], factors[3]
     for c in range(first.shape[0]):
-        u0, u1, u2, u3 = first[c, 0], first[c, 1], first[c, 2], first[c, 3]
-        v0, v1, v2, v3 = second[c, 0], second[c, 1], second[c, 2], second[c, 3]
-        l0, l1, l2, l3 = lower[c, 0], lower[c, 1], lower[c, 2], lower[c, 3]
+        u0, u1, u2, u3 = state_rows(first, c)
+        v0, v1, v2, v3 = state_rows(second, c)
+        l0, l1, l2, l3 = state_rows(lower, c)
         a, b = matrix[c, 0], matrix[c, 1]
         diagonal = everything = 0.0
         out_of_range = 0  # only the last category's pass sees the final maxima

@@ -36,3 +36,11 @@ def keep_pattern(out0, out1, out2, out3, p, r0, r1, r2, r3, maximum):
     largest = max(maximum[p], max(max(r0, r1), max(r2, r3)))
     maximum[p] = largest
     return (largest < RESCALE_BELOW) | (largest > RESCALE_ABOVE)
+
+
+@compiled
+def state_rows(vector, c):
+    """The four state rows of rate category c of a `[C, 4, P]` vector, as one-dimensional
+    views for the pattern loops (indexing the 3-d array inside a loop kept LLVM from
+    vectorising it: 2.2x slower)."""
+    return vector[c, 0], vector[c, 1], vector[c, 2], vector[c, 3]
