@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.inference.runs import ModelConfig, create_run, read_metrics
+from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
 from vbpi_mix.inference.trainer import CHECKPOINT, TrainingConfig
 from vbpi_mix.io.tree_files import read_tree_file
@@ -175,6 +175,8 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
             ["--components", "3", "--estimator", "s2a", "--subset", "4"],
             "between 1 and --components",
         ),
+        (["--kappa", "3"], "--kappa applies to K80 and HKY, not JC"),
+        (["--gamma", "4"], "needs a shape --alpha"),
     ],
 )
 def test_fit_rejects_invalid_combinations(tmp_path, extra, message):
@@ -183,6 +185,42 @@ def test_fit_rejects_invalid_combinations(tmp_path, extra, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_fit_with_another_model_scores_trees_as_loglik_does(tmp_path):
+    """`fit --model HKY ... --gamma 4` keeps the model in config.json, and the run's
+    likelihood of the true tree equals `vbpi-mix loglik` with the same options (itself
+    checked against IQ-TREE for HKY and GTR+G4)."""
+    options = ["--model", "HKY", "--kappa", "2.5", "--freqs", "0.3,0.2,0.2,0.3", "--gamma", "4",
+               "--alpha", "0.5"]  # fmt: skip
+    out = tmp_path / "run"
+    result = fit_example(out, *options, "--iterations", "6", "--eval-every", "0",
+                         "--eval-particles", "20", "--eval-repeats", "2", "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["substitution_model"], model["kappa"], model["gamma_categories"]) == (
+        "HKY", 2.5, 4,
+    )  # fmt: skip
+    taxa = load_alignment(EXAMPLE_FASTA).taxa
+    truth, lengths = topology_from_dendropy(read_tree_file(EXAMPLE_TREE)[0], taxa)
+    run = open_run(out)
+    value = run.target.likelihood(truth.parents[None], torch.as_tensor(lengths)[None])
+    loglik = run_cli("loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), *options, "--quiet")
+    assert float(value) == pytest.approx(float(loglik.stdout.split()[1]), abs=1e-6)
+    assert float(value) != pytest.approx(  # the JC value differs: the options took effect
+        float(run_cli("loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE)).stdout.split()[1]), abs=1
+    )
+
+
+def test_a_run_made_before_the_model_options_resumes(tmp_path):
+    """config.json of earlier versions lacks the substitution-model fields; their defaults
+    (JC69) are the settings those runs used, so the same fit resumes."""
+    small_run(tmp_path, 4).trainer.run(progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for field in ("kappa", "frequencies", "rates", "gamma_categories", "alpha"):
+        del config["model"][field]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert small_run(tmp_path, 6).trainer.iteration == 4
 
 
 def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):

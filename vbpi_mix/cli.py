@@ -35,7 +35,7 @@ from vbpi_mix.io.text_files import write_text_atomic
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
-from vbpi_mix.phylo.models import MODEL_NAMES, SubstitutionModel, build_model
+from vbpi_mix.phylo.models import MODEL_NAMES, build_model
 from vbpi_mix.trees.conversions import topology_from_dendropy
 from vbpi_mix.trees.support import build_support, golden_probabilities
 from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
@@ -169,8 +169,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def model_from_args(args: argparse.Namespace) -> SubstitutionModel:
-    """Build the substitution model, refusing options that the chosen model would ignore."""
+def model_settings(args: argparse.Namespace) -> dict:
+    """build_model's arguments from the substitution-model options, refusing options that
+    the chosen model would ignore."""
     model = args.model
     if args.kappa is not None and model not in ("K80", "HKY"):
         raise VbpiMixError(f"--kappa applies to K80 and HKY, not {model}; add --model HKY")
@@ -180,19 +181,19 @@ def model_from_args(args: argparse.Namespace) -> SubstitutionModel:
         raise VbpiMixError(f"--rates applies to GTR, not {model}; add --model GTR")
     if args.alpha is not None and args.gamma_categories == 1:
         raise VbpiMixError("--alpha needs --gamma-categories K with K above 1 (e.g. 4)")
-    return build_model(
-        model,
-        kappa=args.kappa if args.kappa is not None else 2.0,
-        frequencies=args.freqs,
-        rates=args.rates,
-        gamma_categories=args.gamma_categories,
-        alpha=args.alpha,
-    )
+    return {
+        "name": model,
+        "kappa": args.kappa if args.kappa is not None else 2.0,
+        "frequencies": args.freqs,
+        "rates": args.rates,
+        "gamma_categories": args.gamma_categories,
+        "alpha": args.alpha,
+    }
 
 
 def run_loglik(args: argparse.Namespace) -> int:
     alignment = load_alignment(args.alignment, args.format)
-    model = model_from_args(args)
+    model = build_model(**model_settings(args))
     trees = read_tree_file(args.trees)
     parents, lengths = [], []
     for index, tree in enumerate(trees, start=1):
@@ -259,6 +260,8 @@ examples:
       --iterations 1500 --lr 0.01 --warmup 500
   vbpi-mix fit DS1.fasta --support-dir DS1/ufboot --out runs/ds1 --components 5 \\
       --estimator s2a --subset 1 --particles 10 --iterations 400000
+  vbpi-mix fit aln.fasta --support-dir support --out runs/hky --model HKY --kappa 4 \\
+      --freqs 0.3,0.2,0.2,0.3 --gamma 4 --alpha 0.5
 
 A run folder holds config.json, support.tsv, checkpoint.pt, metrics.jsonl and summary.json;
 running the same command again resumes from the last checkpoint (a larger --iterations
@@ -298,11 +301,15 @@ def run_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     training.validate(args.components)
+    substitution = model_settings(args)
+    build_model(**substitution)  # refuses invalid values before the support is built
     model = ModelConfig(
         alignment=str(Path(args.alignment).resolve()),
         components=args.components,
         branch_features=args.branch_features,
         init=args.init,
+        substitution_model=substitution.pop("name"),
+        **substitution,
     )
     support = build_support(
         _support_paths(args), alignment.taxa, args.credible, args.burnin, progress=not args.quiet
@@ -496,12 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit a variational posterior (a mixture of SBNs) to an alignment",
         description="Fit q(tau, b), a uniform mixture of A SBN x log-normal branch-length "
         "components, by maximising a K-particle bound with the A2A, S2A or S2S estimator, then "
-        "print the MAP topology, the marginal likelihood estimate and the ELBO. Model: JC69, "
-        "uniform topology prior, Exponential(10) branch lengths.",
+        "print the MAP topology, the marginal likelihood estimate and the ELBO. Model: JC69 "
+        "unless --model says otherwise (its parameters fixed), uniform topology prior, "
+        "Exponential(10) branch lengths.",
         epilog=FIT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_alignment(fit)
+    add_model_options(fit)
     source = fit.add_mutually_exclusive_group()
     source.add_argument(
         "--support",

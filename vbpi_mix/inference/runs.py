@@ -24,7 +24,7 @@ from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
-from vbpi_mix.phylo.models import ModelName, build_model
+from vbpi_mix.phylo.models import ModelName, SubstitutionModel, build_model
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import Support
 from vbpi_mix.trees.topology import Topology, topology_from_parsed
@@ -55,7 +55,8 @@ def attach_run_log(folder: Path) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything but training that defines a fit."""
+    """Everything but training that defines a fit; the substitution model's fields are
+    build_model's arguments (vbpi_mix.phylo.models), their defaults JC69 without Gamma."""
 
     alignment: str
     components: int = 1
@@ -63,6 +64,18 @@ class ModelConfig:
     init: SBNInit = "uniform"
     substitution_model: ModelName = "JC"
     branch_rate: float = 10.0
+    kappa: float = 2.0
+    frequencies: list[float] | None = None
+    rates: list[float] | None = None
+    gamma_categories: int = 1
+    alpha: float | None = None
+
+    def substitution(self) -> SubstitutionModel:
+        """The fit's substitution model (fixed parameters)."""
+        return build_model(
+            self.substitution_model, self.kappa, self.frequencies, self.rates,
+            self.gamma_categories, self.alpha,
+        )  # fmt: skip
 
 
 @dataclass
@@ -85,7 +98,7 @@ def _assemble(folder: Path, model: ModelConfig, training: TrainingConfig, suppor
     mixture = Mixture(
         index, model.components, model.branch_features, model.init, seed=training.seed
     )
-    likelihood = TreeLikelihood(alignment, build_model(model.substitution_model))
+    likelihood = TreeLikelihood(alignment, model.substitution())
     target = Target(likelihood, model.branch_rate)
     trainer = Trainer(mixture, target, training, folder)
     return Run(folder, model, training, alignment, support, mixture, target, trainer)
@@ -94,9 +107,11 @@ def _assemble(folder: Path, model: ModelConfig, training: TrainingConfig, suppor
 def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, support: Support) -> Run:
     """A new run folder, or the same run resumed from its checkpoint when the settings agree."""
     folder = Path(folder)
-    settings = {"model": asdict(model), "training": asdict(training)}
+    settings = _as_json({"model": asdict(model), "training": asdict(training)})
     if (folder / CONFIG).is_file():
         existing = json.loads(read_text(folder / CONFIG))
+        # through the dataclass: settings added since the run was made take their defaults
+        existing["model"] = _as_json(asdict(ModelConfig(**existing["model"])))
         if _besides_iterations(existing) != _besides_iterations(settings):
             raise VbpiMixError(
                 f"{folder} holds a fit with other settings; choose a new --out or delete it"
@@ -121,6 +136,11 @@ def _golden_fields(run: Run, golden: dict[Topology, float] | None) -> dict:
         return {}
     kl = kl_from_golden(run.mixture.sbn, golden)
     return {"kl_golden_covered": kl.kl_covered, "golden_mass_unreachable": kl.missing_mass}
+
+
+def _as_json(settings: dict) -> dict:
+    """The settings as config.json holds them (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(settings))
 
 
 def _besides_iterations(settings: dict) -> dict:
