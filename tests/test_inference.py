@@ -197,6 +197,7 @@ def test_fit_with_another_model_scores_trees_as_loglik_does(tmp_path):
     result = fit_example(out, *options, "--iterations", "6", "--eval-every", "0",
                          "--eval-particles", "20", "--eval-repeats", "2", "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "substitution model:  HKY+G4" in result.stdout
     model = json.loads((out / "config.json").read_text())["model"]
     assert (model["substitution_model"], model["kappa"], model["gamma_categories"]) == (
         "HKY", 2.5, 4,

@@ -427,6 +427,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict, support_size: int | None) -> None:
     if support_size is not None:
         print(f"support topologies:  {support_size}")
+    print(f"substitution model:  {summary['substitution_model']}")
     print(f"iterations:          {summary['iterations']}")
     print(f"MAP topology:        {summary['map_topology']}")
     print(f"MAP probability:     {summary['map_probability']:.4f}")

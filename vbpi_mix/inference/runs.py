@@ -70,6 +70,11 @@ class ModelConfig:
     gamma_categories: int = 1
     alpha: float | None = None
 
+    def model_label(self) -> str:
+        """The substitution model as phylogenetics programs write it: JC, HKY+G4, ..."""
+        gamma = f"+G{self.gamma_categories}" if self.gamma_categories > 1 else ""
+        return self.substitution_model + gamma
+
     def substitution(self) -> SubstitutionModel:
         """The fit's substitution model (fixed parameters)."""
         return build_model(
@@ -209,6 +214,7 @@ def summarize(
     )
     last = last_training_record(run.folder)
     summary = {
+        "substitution_model": run.model.model_label(),
         "iterations": run.trainer.iteration,
         "map_topology": run.support.topologies[best].newick(),
         "map_probability": float(np.exp(log_q[best])),
