@@ -96,14 +96,21 @@ class SubsplitIndex:
     def n_entries(self) -> int:
         return self.entry_keys.size
 
+    # Hash tables (support_lookup.hash_slots) of the sorted key arrays, for compiled lookups.
     @cached_property
-    def lookup_slots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hash tables of clades, entry_keys and root_splits for the compiled lookups."""
-        return hash_slots(self.clades), hash_slots(self.entry_keys), hash_slots(self.root_splits)
+    def clade_slots(self) -> np.ndarray:
+        return hash_slots(self.clades)
+
+    @cached_property
+    def entry_slots(self) -> np.ndarray:
+        return hash_slots(self.entry_keys)
+
+    @cached_property
+    def root_slots(self) -> np.ndarray:
+        return hash_slots(self.root_splits)
 
     @cached_property
     def parent_slots(self) -> np.ndarray:
-        """Hash table of parent_keys, for the compiled sampler."""
         return hash_slots(self.parent_keys)
 
 
@@ -120,10 +127,9 @@ class TopologyTables:
 def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables:
     """Scoring tables for trees given as parent arrays `[B, 2N-3]` (compiled walks)."""
     structure = rooting_structure(parents, index.n_taxa)
-    clade_slots, entry_slots, root_slots = index.lookup_slots
     root_ids, entry_ids = scoring_ids(
-        *structure, index.clades, clade_slots, index.entry_keys, entry_slots,
-        index.root_splits, root_slots, index.n_taxa,
+        *structure, index.clades, index.clade_slots, index.entry_keys, index.entry_slots,
+        index.root_splits, index.root_slots, index.n_taxa,
     )  # fmt: skip
     return TopologyTables(root_ids, entry_ids)
 

@@ -152,7 +152,7 @@ class SBN(nn.Module):
         parents = sample_parent_arrays(
             components, uniforms[:, 0].numpy(), uniforms[:, 1:].numpy(), root_cumulative.numpy(),
             self.entry_logits.detach().numpy(), index.members, index.entry_child,
-            index.root_splits, index.clades, index.lookup_slots[0], index.parent_keys,
+            index.root_splits, index.clades, index.clade_slots, index.parent_keys,
             index.parent_slots, n,
         )  # fmt: skip
         return SampledTopologies(parents, self.tables(parents))
