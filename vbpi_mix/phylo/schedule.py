@@ -80,6 +80,7 @@ def _schedule_arrays(parents: np.ndarray, n: int):
     stack = np.empty(2 * n - 2, dtype=np.int64)
     order = np.empty(2 * n - 2, dtype=np.int64)
     row_of = np.empty(2 * n - 2, dtype=np.int64)
+    row_of[:n] = np.arange(n)  # tips are rows 0..N-1 in every tree
     child_rows = np.empty((n_trees * n_inner, 2), dtype=np.int64)
     child_edges = np.empty((n_trees * n_inner, 2), dtype=np.int64)
     root_child_rows = np.empty((n_trees, 3), dtype=np.int64)
@@ -109,8 +110,6 @@ def _schedule_arrays(parents: np.ndarray, n: int):
             return (_CYCLE, *failure)
         # rows in reversed preorder: children before parents
         row = n + b * n_inner
-        for v in range(n):
-            row_of[v] = v
         for position in range(visited - 1, 0, -1):  # position 0 is the root
             v = order[position]
             if v >= n:
