@@ -10,6 +10,7 @@ import dendropy
 import ete3
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from vbpi_mix.bench.datasets import golden_paths, ufboot_paths
@@ -32,6 +33,7 @@ from vbpi_mix.trees.topology import (
     topology_from_parents,
     topology_from_parsed,
 )
+from vbpi_mix.variational.rooting_sums import rooting_log_sum
 
 TAXA = tuple("abcdef")
 
@@ -227,21 +229,66 @@ def rooted_subsplits(parents: np.ndarray, n_taxa: int, edge: int) -> dict[int, t
     return found
 
 
+def entry_key(index, sister: int, sides: frozenset) -> int | None:
+    """The support's key of a (sister, {a, b}) subsplit pair, None where a clade is absent."""
+    clade_id = {int(c): i for i, c in enumerate(index.clades)}
+    ids = [clade_id.get(x) for x in (sister, *sorted(sides))]
+    if None in ids:
+        return None
+    q = len(clade_id)
+    return (ids[0] * q + min(ids[1:])) * q + max(ids[1:])
+
+
+def ancestor_or_self(parents: np.ndarray, node: int, ancestor: int) -> bool:
+    """Whether `ancestor` lies on the path from `node` up to the encoding root."""
+    while node != ancestor and node != parents.size:
+        node = int(parents[node])
+    return node == ancestor
+
+
 @pytest.mark.parametrize("n_taxa", [4, 7, 27, 64])
-def test_rooting_tables_match_rooting_each_edge_by_recursion(n_taxa):
-    """The compiled walk's choice of candidate for every (rooting, node) is the subsplit pair
-    of the tree rooted on that edge, for random trees up to the 64-taxon bitset limit."""
+def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
+    """The compiled O(N) sum over rootings, log sum_r exp(root(r) + sum_v entry(v, r)), and
+    its gradient, against the plain sum over the 2N-3 rootings, each rooted by recursion and
+    its subsplit pairs looked up in Python dictionaries, with random tables for two
+    components (every entry its own value: an SBN over so small a support has mostly
+    one-member families, whose log-probability 0 would hide a wrong entry), for random trees
+    up to the 64-taxon bitset limit; the support's SBN-SA counts against counting those
+    rootings."""
     rng = np.random.default_rng(n_taxa)
     parents = np.stack([random_parents(n_taxa, rng) for _ in range(3)])
-    structure = rooting_structure(parents, n_taxa)
-    for b, tree in enumerate(parents):
-        for edge in range(2 * n_taxa - 3):
-            expected = rooted_subsplits(tree, n_taxa, edge)
-            chosen = structure.choices[b, edge]
-            triples = structure.triples[b, np.arange(n_taxa - 2), chosen].astype(object)
-            assert structure.valid[b, np.arange(n_taxa - 2), chosen].all()
-            assert {v: (int(s), frozenset((int(x), int(y)))) for v, (s, x, y) in
-                    enumerate(triples)} == expected  # fmt: skip
+    tree_weights = np.array([1.0, 2.0, 5.0])
+    index = build_subsplit_index(parents, tree_weights, n_taxa)
+    generator = torch.Generator().manual_seed(n_taxa)
+    roots, entries = (
+        torch.randn(2, size, generator=generator, dtype=torch.float64, requires_grad=True)
+        for size in (index.root_splits.size, index.n_entries)
+    )
+    entry_id = {int(k): i for i, k in enumerate(index.entry_keys)}
+    root_id = {int(k): i for i, k in enumerate(index.root_splits)}
+    full, n_edges = (1 << n_taxa) - 1, 2 * n_taxa - 3
+    expected_counts = np.zeros(index.n_entries)
+    expected = []
+    for tree, weight in zip(parents, tree_weights, strict=True):
+        per_rooting = []
+        for edge in range(n_edges):
+            below = sum(1 << t for t in range(n_taxa) if ancestor_or_self(tree, t, edge))
+            rooted = rooted_subsplits(tree, n_taxa, edge)
+            ids = [entry_id[entry_key(index, s, sides)] for s, sides in rooted.values()]
+            expected_counts[ids] += weight / n_edges
+            root = root_id[min(below, full ^ below)]
+            per_rooting.append(roots[:, root] + entries[:, ids].sum(-1))
+        expected.append(torch.logsumexp(torch.stack(per_rooting, -1), -1))
+    expected = torch.stack(expected, -1)
+    tables = topology_tables(index, parents)
+    values = rooting_log_sum(roots, entries, tables, tables.candidate_ids)
+    torch.testing.assert_close(values, expected)
+    np.testing.assert_allclose(index.entry_counts, expected_counts)
+    weights = torch.randn(values.shape, generator=generator, dtype=torch.float64)
+    gradients = torch.autograd.grad((weights * values).sum(), (roots, entries))
+    reference = torch.autograd.grad((weights * expected).sum(), (roots, entries))
+    for gradient, plain in zip(gradients, reference, strict=True):
+        torch.testing.assert_close(gradient, plain)
 
 
 @pytest.mark.parametrize("n_taxa", [7, 27, 64])
@@ -254,18 +301,19 @@ def test_scoring_ids_match_a_plain_dictionary_lookup(n_taxa):
     parents = np.concatenate([support[:5], [random_parents(n_taxa, rng) for _ in range(5)]])
     tables = topology_tables(index, parents)
     structure = rooting_structure(parents, n_taxa)
-    clade_id = {int(c): i for i, c in enumerate(index.clades)}
     entry_id = {int(k): i for i, k in enumerate(index.entry_keys)}
     root_id = {int(s): i for i, s in enumerate(index.root_splits)}
-    q, full = len(clade_id), (1 << n_taxa) - 1
+    full = (1 << n_taxa) - 1
     for b in range(len(parents)):
         for e in range(2 * n_taxa - 3):
             below = int(structure.edge_clades[b, e])
             assert tables.root_ids[b, e] == root_id.get(min(below, full ^ below), -1)
-            for v in range(n_taxa - 2):
-                sister, a, c = (int(x) for x in structure.triples[b, v, structure.choices[b, e, v]])
-                ids = [clade_id.get(x, -1) for x in (sister, a, c)]
-                key = (ids[0] * q + min(ids[1:])) * q + max(ids[1:])
-                expected = entry_id.get(key, -1) if min(ids) >= 0 else -1
-                assert tables.entry_ids[b, e, v] == expected
-    assert (tables.entry_ids[:5] >= 0).all() and (tables.entry_ids[5:] < 0).any()
+        for v in range(n_taxa - 2):
+            for slot in range(9):
+                sister, a, c = (int(x) for x in structure.triples[b, v, slot])
+                key = entry_key(index, sister, frozenset((a, c)))
+                found = entry_id.get(key, -1) if structure.valid[b, v, slot] else -1
+                assert tables.candidate_ids[b, v, slot] == found
+    valid = structure.valid
+    assert (tables.candidate_ids[:5][valid[:5]] >= 0).all()
+    assert (tables.candidate_ids[5:][valid[5:]] < 0).any()

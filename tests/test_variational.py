@@ -20,6 +20,7 @@ from vbpi_mix.trees.topology import reroot, topology_from_parents, topology_from
 from vbpi_mix.variational.branch_lengths import MEAN_SHIFT, BranchLengthModel, edge_features
 from vbpi_mix.variational.gathered_sums import gathered_sum
 from vbpi_mix.variational.read_entries import read_entries
+from vbpi_mix.variational.rooting_sums import rooting_log_sum
 from vbpi_mix.variational.sbn import SBN
 
 TAXA = tuple("abcdefgh")
@@ -132,10 +133,10 @@ def test_scoring_with_only_the_families_read_matches_the_full_normalisation(far_
         sbn.entry_logits.copy_(3 * torch.randn(sbn.entry_logits.shape, generator=generator))
         sbn.entry_logits[:, torch.as_tensor(sbn.index.entry_parent == 0)] -= far_below
     tables = sbn.tables(enumerated(7)[::40])
-    read = read_entries(tables.entry_ids, sbn.index.entry_parent, sbn.index.members)
-    ids = tables.entry_ids[tables.entry_ids >= 0]
+    read = read_entries(tables.candidate_ids, sbn.index.entry_parent, sbn.index.members)
+    ids = tables.candidate_ids[tables.candidate_ids >= 0]
     np.testing.assert_array_equal(
-        read.members[read.entry_slot[read.remapped[tables.entry_ids >= 0]]], ids
+        read.members[read.entry_slot[read.remapped[tables.candidate_ids >= 0]]], ids
     )
     families = np.unique(sbn.index.entry_parent[ids])
     expected_members = np.flatnonzero(np.isin(sbn.index.entry_parent, families))
@@ -146,10 +147,9 @@ def test_scoring_with_only_the_families_read_matches_the_full_normalisation(far_
     parameters = (sbn.root_logits, sbn.entry_logits)
     values = sbn.log_prob(tables)
     gradients = torch.autograd.grad((weights * values).sum(), parameters)
-    full = gathered_sum(
-        sbn.root_log_probs(), sbn.entry_log_probs(), tables.root_ids, tables.entry_ids, -np.inf
+    expected = rooting_log_sum(
+        sbn.root_log_probs(), sbn.entry_log_probs(), tables, tables.candidate_ids
     )
-    expected = torch.logsumexp(full, dim=-1)
     expected_gradients = torch.autograd.grad((weights * expected).sum(), parameters)
     torch.testing.assert_close(values, expected)
     for gradient, reference in zip(gradients, expected_gradients, strict=True):
@@ -179,35 +179,29 @@ def test_outside_the_support_is_minus_infinity():
     assert float(log_q.detach().exp().sum()) == pytest.approx(1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("missing", [-np.inf, 0.0])
-def test_compiled_gathered_sums_match_plain_indexing_with_gradients(missing):
-    """Every rooting of all 105 six-taxon trees against a support of 20 (so some ids are -1),
-    as the SBN scores them (-1 reads -inf) and as the branch model sums features (-1 reads
-    0): values and gradients as plain torch indexing (a `missing` column for id -1) and
-    autograd."""
+def test_compiled_gathered_sums_match_plain_indexing_with_gradients():
+    """The branch model's feature sums for all 105 six-taxon trees against a support of 20
+    (so some split ids are -1, and every tip edge has a -1 PSP id), three components: values
+    and gradients as plain torch indexing (a zero column for id -1) and autograd."""
     parents = enumerated(6)
     index = build_subsplit_index(parents[:20], np.ones(20), 6)
-    tables = topology_tables(index, parents)
-    assert (tables.root_ids < 0).any() and (tables.entry_ids < 0).any()
+    edges = edge_features(topology_tables(index, parents), parents)
+    assert (edges.splits < 0).any() and (edges.psp < 0).any()
     generator = torch.Generator().manual_seed(5)
-    root, entries = (
+    first, rest = (
         torch.randn(3, size, generator=generator, dtype=torch.float64, requires_grad=True)
         for size in (index.root_splits.size, index.n_entries)
     )
-    values = gathered_sum(root, entries, tables.root_ids, tables.entry_ids, missing)
+    values = gathered_sum(first, rest, edges.splits, edges.psp)
 
-    def with_missing(table: torch.Tensor) -> torch.Tensor:
-        return torch.cat([table, table.new_full((table.shape[0], 1), missing)], -1)
+    def with_zero(table: torch.Tensor) -> torch.Tensor:
+        return torch.cat([table, table.new_zeros((table.shape[0], 1))], -1)
 
-    expected = with_missing(root)[:, tables.root_ids] + with_missing(entries)[
-        :, tables.entry_ids
-    ].sum(-1)
+    expected = with_zero(first)[:, edges.splits] + with_zero(rest)[:, edges.psp].sum(-1)
     torch.testing.assert_close(values, expected)
-    finite = torch.isfinite(expected)
-    assert finite.any() and finite.all() == (missing == 0.0)
     weights = torch.rand(expected.shape, generator=generator, dtype=torch.float64)
-    gradients = torch.autograd.grad((values[finite] * weights[finite]).sum(), (root, entries))
-    reference = torch.autograd.grad((expected[finite] * weights[finite]).sum(), (root, entries))
+    gradients = torch.autograd.grad((values * weights).sum(), (first, rest))
+    reference = torch.autograd.grad((expected * weights).sum(), (first, rest))
     for gradient, plain in zip(gradients, reference, strict=True):
         torch.testing.assert_close(gradient, plain)
 

@@ -2,10 +2,11 @@
 
 For trees given as parent arrays it finds, for every internal node v, the nine candidate
 (sister, child side a, child side b) bitset triples (slot k of the neighbour on the root's
-side x choice of sister, see the subsplits module docstring) and, for every rooting edge r,
-which candidate each node uses. One loop over trees with small per-tree buffers replaces some
-thirty numpy passes over `[B, E, N-2]` arrays, whose overhead dominated scoring a batch;
-the trees are shared among the threads.
+side x choice of sister, see the subsplits module docstring), and the neighbours, back slots
+and node order with which the SBN sums over rootings in O(N) per tree
+(vbpi_mix.variational.rooting_sums). One loop over trees with small per-tree buffers
+replaces some thirty numpy passes, whose overhead dominated scoring a batch; the trees are
+shared among the threads.
 """
 
 from __future__ import annotations
@@ -26,23 +27,14 @@ def all_taxa(n_taxa: int) -> np.uint64:
     return _ALL >> np.uint64(64 - n_taxa)
 
 
-@numba.njit(cache=True, nogil=True)
-def _slot_towards(lower: np.uint64, sides: np.ndarray) -> int:
-    """The slot of a node whose side contains the edge above clade `lower`: a child side that
-    holds it, else slot 2 (the parent side, or the encoding root's third child)."""
-    if lower & ~sides[0] == 0:
-        return 0
-    if lower & ~sides[1] == 0:
-        return 1
-    return 2
-
-
 @numba.njit(cache=True, nogil=True, parallel=True)
 def rooting_structure(parents: np.ndarray, n_taxa: int):
     """For parent arrays `[B, 2N-3]` (tips 0..N-1, encoding root 2N-3): edge clades `[B, E]`
     (the clade below each edge), candidate triples `[B, N-2, 9, 3]` (index 3k + choice),
-    their validity `[B, N-2, 9]` (choices 1 and 2 need an internal neighbour), and the
-    candidate each node uses in each rooting, `[B, E, N-2]`.
+    their validity `[B, N-2, 9]` (choices 1 and 2 need an internal neighbour), each internal
+    node's neighbours `[B, N-2, 3]` (node ids, by slot), back slots `[B, N-2, 3]` (the slot
+    of v in its neighbour at slot k; -1 for a tip) and `order [B, N-2]`, the internal nodes
+    (0..N-3) children first, the encoding root last.
 
     Slots of an internal node: its children in ascending node id, then (slot 2) its parent;
     the encoding root's three children in ascending id. Choice 0: the sister is X minus the
@@ -55,14 +47,16 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
     edge_clades = np.empty((n_trees, n_edges), dtype=np.uint64)
     triples = np.zeros((n_trees, n_inner, 9, 3), dtype=np.uint64)
     valid = np.zeros((n_trees, n_inner, 9), dtype=np.bool_)
-    choices = np.empty((n_trees, n_edges, n_inner), dtype=np.int64)
+    all_neighbours = np.empty((n_trees, n_inner, 3), dtype=np.int64)
+    back_slots = np.empty((n_trees, n_inner, 3), dtype=np.int64)
+    order = np.empty((n_trees, n_inner), dtype=np.int64)
     for b in prange(n_trees):  # each tree with its own small buffers
         clade = np.zeros(2 * n - 2, dtype=np.uint64)
-        neighbours = np.empty((n_inner, 3), dtype=np.int64)
+        neighbours = all_neighbours[b]
         sides = np.empty((n_inner, 3), dtype=np.uint64)
-        back_slot = np.empty((n_inner, 3), dtype=np.int64)
-        toward = np.empty((n_edges, n_inner), dtype=np.int64)
+        back_slot = back_slots[b]
         filled = np.zeros(n_inner, dtype=np.int64)
+        stack = np.empty(n_inner, dtype=np.int64)
         for node in range(root):  # ascending ids: children in ascending order
             v = parents[b, node] - n
             neighbours[v, filled[v]] = node
@@ -92,9 +86,17 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
                             back_slot[v, k] = j
         for r in range(n_edges):
             edge_clades[b, r] = clade[r]
-            for v in range(n_inner):
-                toward[r, v] = _slot_towards(clade[r], sides[v])
-
+        # a walk from the encoding root, parents first, written from the end: children first
+        stack[0], top, position = n_inner - 1, 1, n_inner
+        while top > 0:
+            top -= 1
+            v = stack[top]
+            position -= 1
+            order[b, position] = v
+            for k in range(3 if v == n_inner - 1 else 2):
+                if neighbours[v, k] >= n:
+                    stack[top] = neighbours[v, k] - n
+                    top += 1
         for v in range(n_inner):
             for k in range(3):
                 a, c = sides[v, _OTHER[k, 0]], sides[v, _OTHER[k, 1]]
@@ -109,17 +111,4 @@ def rooting_structure(parents: np.ndarray, n_taxa: int):
                     triples[b, v, slot, 1], triples[b, v, slot, 2] = a, c
                     valid[b, v, slot] = True
 
-        for r in range(n_edges):
-            for v in range(n_inner):
-                k = toward[r, v]
-                u, m = neighbours[v, k], back_slot[v, k]
-                # r is the edge u-v: the edge above u when u is a child of v (every side of the
-                # encoding root is a child), else the edge above v
-                u_is_child = k < 2 or v == n_inner - 1
-                on_edge = r == u if u_is_child else r == v + n
-                choice = 0
-                if not on_edge:  # the sister is u's side that does not lead towards r
-                    sister_slot = 3 - m - toward[r, u - n]
-                    choice = 1 if sister_slot == _OTHER[m, 0] else 2
-                choices[b, r, v] = 3 * k + choice
-    return edge_clades, triples, valid, choices
+    return edge_clades, triples, valid, all_neighbours, back_slots, order

@@ -9,7 +9,10 @@ other two sides A, B, split into the child subsplit {A, B}. Its parent subsplit 
 section 2) is (C, S) with sister S either X \\ C, when the tree is rooted on the edge u-v
 ("choice 0"), or one of u's two other sides, whichever does not lead to the root (choices 1
 and 2, in u's slot order). So each node has nine possible conditional entries, and a rooting
-picks one per node.
+picks one per node: choice 0 of slot k when rooted on the edge to slot k's neighbour u, else
+the choice of u's side that does not lead to the root, from the slot k that does. The SBN
+sums over the 2N-3 rootings with these in O(N) per tree
+(vbpi_mix.variational.rooting_sums).
 
 Clades are uint64 bitsets (bit i = taxon i), so N <= 64 taxa.
 """
@@ -32,13 +35,16 @@ MAX_TAXA = 64
 class RootingStructure(NamedTuple):
     """Per-batch structure (vbpi_mix.trees.rootings): `edge_clades [B, E]` (clade below each
     edge), `triples [B, N-2, 9, 3]` (each internal node's nine candidate (sister, a, b)
-    bitset triples, index 3k + choice), `valid [B, N-2, 9]` and `choices [B, E, N-2]` (the
-    candidate each node uses when the tree is rooted on edge r)."""
+    bitset triples, index 3k + choice), `valid [B, N-2, 9]`, and the tree's shape by slot:
+    `neighbours [B, N-2, 3]` (node ids), `back_slots [B, N-2, 3]` (slot of the node in its
+    neighbour; -1 for a tip) and `order [B, N-2]` (internal nodes, children first)."""
 
     edge_clades: np.ndarray
     triples: np.ndarray
     valid: np.ndarray
-    choices: np.ndarray
+    neighbours: np.ndarray
+    back_slots: np.ndarray
+    order: np.ndarray
 
 
 def full_set(n_taxa: int) -> np.uint64:
@@ -116,22 +122,30 @@ class SubsplitIndex:
 
 @dataclass(frozen=True)
 class TopologyTables:
-    """What scoring a batch of topologies needs: `root_ids [B, E]` (root split of each
-    rooting) and `entry_ids [B, E, N-2]` (conditional entry of each node in each rooting);
-    -1 marks a split or subsplit pair outside the support."""
+    """What scoring a batch of topologies needs: `root_ids [B, E]` (root split of the
+    rooting on each edge), `candidate_ids [B, N-2, 9]` (conditional entry of each candidate
+    subsplit pair of each internal node, index 3k + choice; -1 marks a split or subsplit pair
+    outside the support, or a candidate a tip neighbour rules out), and the shape by slot,
+    `neighbours`, `back_slots` and `order` (RootingStructure)."""
 
     root_ids: np.ndarray
-    entry_ids: np.ndarray
+    candidate_ids: np.ndarray
+    neighbours: np.ndarray
+    back_slots: np.ndarray
+    order: np.ndarray
 
 
 def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables:
     """Scoring tables for trees given as parent arrays `[B, 2N-3]` (compiled walks)."""
     structure = rooting_structure(parents, index.n_taxa)
-    root_ids, entry_ids = scoring_ids(
-        *structure, index.clades, index.clade_slots, index.entry_keys, index.entry_slots,
-        index.root_splits, index.root_slots, index.n_taxa,
+    root_ids, candidate_ids = scoring_ids(
+        structure.edge_clades, structure.triples, structure.valid, index.clades,
+        index.clade_slots, index.entry_keys, index.entry_slots, index.root_splits,
+        index.root_slots, index.n_taxa,
     )  # fmt: skip
-    return TopologyTables(root_ids, entry_ids)
+    return TopologyTables(
+        root_ids, candidate_ids, structure.neighbours, structure.back_slots, structure.order
+    )
 
 
 def build_subsplit_index(
@@ -148,15 +162,9 @@ def build_subsplit_index(
         w = weights[start : start + chunk] / n_edges
         roots.append(split_keys(structure.edge_clades, n_taxa).ravel())
         root_w.append(np.repeat(w, n_edges))
-        choices = structure.choices  # how many rootings use each candidate
-        n_trees, _, n_inner = choices.shape
-        flat = (np.arange(n_trees)[:, None, None] * n_inner + np.arange(n_inner)) * 9 + choices
-        used = np.bincount(flat.ravel(), minlength=n_trees * n_inner * 9).reshape(
-            n_trees, n_inner, 9
-        )
-        keep = structure.valid & (used > 0)
-        triples_all.append(structure.triples[keep])
-        triple_w.append((used * w[:, None, None])[keep])
+        valid = structure.valid
+        triples_all.append(structure.triples[valid])
+        triple_w.append((_rootings_using(structure.triples, n_taxa) * w[:, None, None])[valid])
     roots_flat, root_weights = np.concatenate(roots), np.concatenate(root_w)
     root_splits, root_inverse = np.unique(roots_flat, return_inverse=True)
     root_counts = np.bincount(root_inverse, root_weights, minlength=root_splits.size)
@@ -185,6 +193,18 @@ def build_subsplit_index(
         parent_keys=parent_keys,
         members=_padded_members(entry_parent, parent_keys.size),
     )
+
+
+def _rootings_using(triples: np.ndarray, n_taxa: int) -> np.ndarray:
+    """How many of a tree's rootings use each candidate (sister, a, b) `[..., 9, 3]` of a
+    node: one for choice 0 (the rooting on the edge to its neighbour); for choices 1 and 2
+    the edges on the neighbour's third side R = X minus (sister, a, b), the side leading to
+    the root, with the edge to it: 2 |R| - 1."""
+    root_side = full_set(n_taxa) ^ (triples[..., 0] | triples[..., 1] | triples[..., 2])
+    taxa = np.unpackbits(root_side[..., None].view(np.uint8), axis=-1).sum(-1, dtype=np.int64)
+    uses = 2 * taxa - 1
+    uses[..., 0::3] = 1
+    return uses
 
 
 def _unique_with_first(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,12 +1,12 @@
-"""Compiled (numba) lookup of a batch's rootings in the SBN's support: which root split and
-which conditional entry every (rooting, node) of every tree reads (vbpi_mix.trees.subsplits).
+"""Compiled (numba) lookup of a batch's trees in the SBN's support: the root split of every
+edge and the conditional entry of every candidate subsplit pair of every node
+(vbpi_mix.trees.subsplits).
 
 The support's sorted key arrays (clades, entry keys, root splits) get open-addressing hash
 tables (Fibonacci hashing, linear probing, at most half full); a tree needs about a thousand
 lookups (DS1), and hashing them was measured 7x faster than binary searches (1.75 -> 0.25 ms
-for 100 DS1 trees). One loop over trees replaces a dozen numpy passes (searchsorted, where,
-take_along_axis) over `[B, N-2, 9]` and `[B, E, N-2]` arrays; the trees are shared among the
-threads.
+for 100 DS1 trees). One loop over trees replaces a dozen numpy passes (searchsorted, where)
+over `[B, N-2, 9]` arrays; the trees are shared among the threads.
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ def key_position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def scoring_ids(
-    edge_clades, triples, valid, choices, clades, clade_slots, entry_keys, entry_slots,
-    root_splits, root_slots, n_taxa,
+    edge_clades, triples, valid, clades, clade_slots, entry_keys, entry_slots, root_splits,
+    root_slots, n_taxa,
 ):  # fmt: skip
-    """Root-split ids `[B, E]` and entry ids `[B, E, N-2]` (-1 outside the support) from a
-    RootingStructure's arrays and the support's `clades`, `entry_keys` and `root_splits`
+    """Root-split ids `[B, E]` and candidate entry ids `[B, N-2, 9]` (-1 outside the support
+    or for an invalid candidate) from a RootingStructure's edge clades, triples and validity,
+    and the support's `clades`, `entry_keys` and `root_splits`
     (vbpi_mix.trees.subsplits.SubsplitIndex) with their hash_slots tables.
 
     Root split of edge e: min(W, X ^ W) of its clade W. Entry of candidate (sister s, sides a,
@@ -78,9 +79,9 @@ def scoring_ids(
     clade_shift, entry_shift = slot_shift(clade_slots), slot_shift(entry_slots)
     root_shift = slot_shift(root_slots)
     root_ids = np.empty((n_trees, n_edges), dtype=np.int64)
-    entry_ids = np.empty((n_trees, n_edges, n_inner), dtype=np.int64)
+    candidate_ids = np.empty((n_trees, n_inner, 9), dtype=np.int64)
     for b in prange(n_trees):
-        candidates = np.empty((n_inner, 9), dtype=np.int64)
+        candidates = candidate_ids[b]
         for e in range(n_edges):
             below = edge_clades[b, e]
             root_ids[b, e] = key_position(
@@ -98,7 +99,4 @@ def scoring_ids(
                     continue
                 key = (sister * q + min(side_a, side_b)) * q + max(side_a, side_b)
                 candidates[v, slot] = key_position(entry_keys, entry_slots, entry_shift, key)
-        for e in range(n_edges):
-            for v in range(n_inner):
-                entry_ids[b, e, v] = candidates[v, choices[b, e, v]]
-    return root_ids, entry_ids
+    return root_ids, candidate_ids

@@ -38,17 +38,19 @@ class EdgeFeatures:
 
 
 def edge_features(tables: TopologyTables, parents: np.ndarray) -> EdgeFeatures:
-    """Features of every edge of a batch from its scoring tables and parent arrays."""
+    """Features of every edge of a batch from its scoring tables and parent arrays: the
+    subsplits of both ends when the tree is rooted on the edge, candidate 3k + 0 of each end
+    node with k its slot towards the other end (slot 2, the parent, for the lower end)."""
     parents = np.asarray(parents, dtype=np.int64).reshape(tables.root_ids.shape)
     n_trees, n_edges = parents.shape
     n_taxa = (n_edges + 3) // 2
     batch = np.arange(n_trees)[:, None]
     edge = np.arange(n_edges)[None, :]
-    # Rooting at edge e puts the root-case entry of both its end nodes into the table.
     lower = np.where(
-        edge >= n_taxa, tables.entry_ids[batch, edge, np.clip(edge - n_taxa, 0, None)], -1
+        edge >= n_taxa, tables.candidate_ids[batch, np.clip(edge - n_taxa, 0, None), 6], -1
     )
-    upper = tables.entry_ids[batch, edge, parents - n_taxa]
+    slot = (tables.neighbours[batch, parents - n_taxa] == edge[..., None]).argmax(-1)
+    upper = tables.candidate_ids[batch, parents - n_taxa, 3 * slot]
     return EdgeFeatures(tables.root_ids, np.stack([lower, upper], axis=-1))
 
 
@@ -92,8 +94,8 @@ class BranchLengthModel(nn.Module):
         else:  # no subsplit terms: empty tables, no ids
             psp_mean = psp_log_std = split_mean[:, :0]
             psp = edges.psp[..., :0]
-        mean = MEAN_SHIFT + gathered_sum(split_mean, psp_mean, edges.splits, psp, 0.0)
-        log_std = gathered_sum(split_log_std, psp_log_std, edges.splits, psp, 0.0)
+        mean = MEAN_SHIFT + gathered_sum(split_mean, psp_mean, edges.splits, psp)
+        log_std = gathered_sum(split_log_std, psp_log_std, edges.splits, psp)
         return mean, log_std
 
     def rsample(

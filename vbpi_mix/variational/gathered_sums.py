@@ -2,19 +2,13 @@
 
     out[a, i] = first[a, first_ids[i]] + sum_v rest[a, rest_ids[i, v]],
 
-where an id of -1 contributes `missing`. Two models are built on it:
-- the SBN's log-probability of every rooting of every tree (vbpi_mix.variational.sbn):
-  first = log q(root split), rest = log q(conditional entry) of the N-2 nodes, missing =
-  -inf (a split or subsplit pair outside the support);
-- the branch model's log-normal moments of every edge (vbpi_mix.variational.branch_lengths):
-  first = the split's parameter, rest = those of its two primary subsplit pairs, missing = 0
-  (a tip edge has no subsplit below it).
+where an id of -1 contributes nothing. The branch model's log-normal moments of every edge
+are built on it (vbpi_mix.variational.branch_lengths): first = the split's parameter, rest =
+those of its two primary subsplit pairs (a tip edge has no subsplit below it: -1).
 
-The backward pass adds each item's upstream gradient to the parameters it read. Gathering
-the `[A, B, E, N-2]` SBN terms with torch and reducing them cost a quarter of an A2A
-iteration at A = 10 (index_select, its index_add and the sum), and the branch moments' three
-gathers, their padding and sums another tenth; one compiled loop per item reads each term
-once, without those tensors.
+The backward pass adds each item's upstream gradient to the parameters it read. The three
+gathers in torch, their padding and sums cost a tenth of an A2A iteration at A = 10 (DS1);
+one compiled loop per item reads each term once, without those tensors.
 """
 
 from __future__ import annotations
@@ -27,9 +21,9 @@ from torch.autograd.function import once_differentiable
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _gathered_sums(first, rest, first_ids, rest_ids, missing, out):
+def _gathered_sums(first, rest, first_ids, rest_ids, out):
     """out[i, a] = first[a, first_ids[i]] + sum_v rest[a, rest_ids[i, v]], an id of -1
-    reading `missing`; the tables are the parameters' own `[A, R]` and `[A, M]` (copying them
+    adding nothing; the tables are the parameters' own `[A, R]` and `[A, M]` (copying them
     to a components-last layout cost more than the strided reads it saved)."""
     n_items, n_rest = rest_ids.shape
     n_components = out.shape[1]
@@ -37,11 +31,12 @@ def _gathered_sums(first, rest, first_ids, rest_ids, missing, out):
         total = out[i]
         first_id = first_ids[i]
         for a in range(n_components):
-            total[a] = first[a, first_id] if first_id >= 0 else missing
+            total[a] = first[a, first_id] if first_id >= 0 else 0.0
         for v in range(n_rest):
             rest_id = rest_ids[i, v]
-            for a in range(n_components):
-                total[a] += rest[a, rest_id] if rest_id >= 0 else missing
+            if rest_id >= 0:
+                for a in range(n_components):
+                    total[a] += rest[a, rest_id]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -74,13 +69,12 @@ class _GatheredSum(torch.autograd.Function):
         rest: torch.Tensor,
         first_ids: np.ndarray,
         rest_ids: np.ndarray,
-        missing: float,
     ) -> torch.Tensor:
         shape = first_ids.shape
         first_ids = np.ascontiguousarray(first_ids, dtype=np.int64).reshape(-1)
         rest_ids = np.ascontiguousarray(rest_ids, dtype=np.int64).reshape(first_ids.size, -1)
         out = np.empty((first_ids.size, first.shape[0]))
-        _gathered_sums(_as_array(first), _as_array(rest), first_ids, rest_ids, missing, out)
+        _gathered_sums(_as_array(first), _as_array(rest), first_ids, rest_ids, out)
         ctx.ids = (first_ids, rest_ids)
         ctx.shapes = (first.shape, rest.shape)
         return torch.from_numpy(out).T.reshape(first.shape[0], *shape)
@@ -91,7 +85,7 @@ class _GatheredSum(torch.autograd.Function):
         grad_first, grad_rest = np.zeros(ctx.shapes[0]), np.zeros(ctx.shapes[1])
         upstream = np.ascontiguousarray(grad.reshape(grad.shape[0], -1).numpy(), dtype=np.float64)
         _scatter_gradients(upstream, *ctx.ids, grad_first, grad_rest)
-        return torch.from_numpy(grad_first), torch.from_numpy(grad_rest), None, None, None
+        return torch.from_numpy(grad_first), torch.from_numpy(grad_rest), None, None
 
 
 def gathered_sum(
@@ -99,8 +93,7 @@ def gathered_sum(
     rest: torch.Tensor,
     first_ids: np.ndarray,
     rest_ids: np.ndarray,
-    missing: float,
 ) -> torch.Tensor:
     """`[A, *S]` (module docstring) from parameter tables first `[A, R]` and rest `[A, M]`,
     first_ids of any shape S and rest_ids `[*S, V]`; differentiable in both tables."""
-    return _GatheredSum.apply(first, rest, first_ids, rest_ids, missing)
+    return _GatheredSum.apply(first, rest, first_ids, rest_ids)

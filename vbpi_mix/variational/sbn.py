@@ -6,10 +6,10 @@ mixture components.
 
 Parameters: one logit per root split `[A, R]` and one per conditional entry `[A, M]`;
 probabilities are (masked) softmaxes computed from them when used, never cached. Scoring uses
-the gather tables of vbpi_mix.trees.subsplits: the families of the entries the batch reads are
-normalised (vbpi_mix.variational.read_entries), one compiled pass gives the log-probability of
-every rooting (vbpi_mix.variational.gathered_sums), and a logsumexp over rootings, for the
-whole batch and every component.
+the tables of vbpi_mix.trees.subsplits: the families of the entries the batch reads are
+normalised (vbpi_mix.variational.read_entries), and one compiled pass sums every tree's
+rootings in O(N) (vbpi_mix.variational.rooting_sums), for the whole batch and every
+component.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
 from vbpi_mix.variational.components import component_rows
-from vbpi_mix.variational.gathered_sums import gathered_sum
 from vbpi_mix.variational.read_entries import read_entries
+from vbpi_mix.variational.rooting_sums import rooting_log_sum
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
 
 SBNInit = Literal["uniform", "counts"]
@@ -109,7 +109,7 @@ class SBN(nn.Module):
         given); -inf outside the support. Only the entry families the batch reads are
         normalised (vbpi_mix.variational.read_entries)."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
-        read = read_entries(tables.entry_ids, self.index.entry_parent, self.index.members)
+        read = read_entries(tables.candidate_ids, self.index.entry_parent, self.index.members)
         logits = component_rows(self.entry_logits, components)
         members = torch.as_tensor(read.members).expand(logits.shape[0], -1)
         member_log_probs = family_log_softmax(
@@ -117,10 +117,7 @@ class SBN(nn.Module):
         )
         slots = torch.as_tensor(read.entry_slot).expand(logits.shape[0], -1)
         entries = member_log_probs.gather(1, slots)  # [A, U], the entries read
-        per_rooting = gathered_sum(  # [A, B, E]
-            self.root_log_probs(components), entries, tables.root_ids, read.remapped, -np.inf
-        )
-        return torch.logsumexp(per_rooting, dim=-1)
+        return rooting_log_sum(self.root_log_probs(components), entries, tables, read.remapped)
 
     @torch.no_grad()
     def mixture_log_prob(self, parents: np.ndarray, chunk: int = 2048) -> np.ndarray:
