@@ -33,6 +33,7 @@ from vbpi_mix.trees.topology import (
     topology_from_parents,
     topology_from_parsed,
 )
+from vbpi_mix.variational.branch_lengths import edge_features
 from vbpi_mix.variational.rooting_sums import rooting_log_sum
 
 TAXA = tuple("abcdef")
@@ -254,7 +255,8 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     components (every entry its own value: an SBN over so small a support has mostly
     one-member families, whose log-probability 0 would hide a wrong entry), for random trees
     up to the 64-taxon bitset limit; the support's SBN-SA counts against counting those
-    rootings."""
+    rootings; the branch model's PSP features of each edge, the entries of its two end nodes
+    when rooted on it."""
     rng = np.random.default_rng(n_taxa)
     parents = np.stack([random_parents(n_taxa, rng) for _ in range(3)])
     tree_weights = np.array([1.0, 2.0, 5.0])
@@ -268,13 +270,15 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     root_id = {int(k): i for i, k in enumerate(index.root_splits)}
     full, n_edges = (1 << n_taxa) - 1, 2 * n_taxa - 3
     expected_counts = np.zeros(index.n_entries)
-    expected = []
-    for tree, weight in zip(parents, tree_weights, strict=True):
+    expected, expected_psp = [], np.full((len(parents), n_edges, 2), -1)
+    for b, (tree, weight) in enumerate(zip(parents, tree_weights, strict=True)):
         per_rooting = []
         for edge in range(n_edges):
             below = sum(1 << t for t in range(n_taxa) if ancestor_or_self(tree, t, edge))
             rooted = rooted_subsplits(tree, n_taxa, edge)
             ids = [entry_id[entry_key(index, s, sides)] for s, sides in rooted.values()]
+            ends = {v: i for v, i in zip(rooted, ids, strict=True)}
+            expected_psp[b, edge] = ends.get(edge - n_taxa, -1), ends[tree[edge] - n_taxa]
             expected_counts[ids] += weight / n_edges
             root = root_id[min(below, full ^ below)]
             per_rooting.append(roots[:, root] + entries[:, ids].sum(-1))
@@ -284,6 +288,7 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     values = rooting_log_sum(roots, entries, tables, tables.candidate_ids)
     torch.testing.assert_close(values, expected)
     np.testing.assert_allclose(index.entry_counts, expected_counts)
+    np.testing.assert_array_equal(edge_features(tables).psp, expected_psp)
     weights = torch.randn(values.shape, generator=generator, dtype=torch.float64)
     gradients = torch.autograd.grad((weights * values).sum(), (roots, entries))
     reference = torch.autograd.grad((weights * expected).sum(), (roots, entries))

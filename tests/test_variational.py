@@ -185,7 +185,7 @@ def test_compiled_gathered_sums_match_plain_indexing_with_gradients():
     and gradients as plain torch indexing (a zero column for id -1) and autograd."""
     parents = enumerated(6)
     index = build_subsplit_index(parents[:20], np.ones(20), 6)
-    edges = edge_features(topology_tables(index, parents), parents)
+    edges = edge_features(topology_tables(index, parents))
     assert (edges.splits < 0).any() and (edges.psp < 0).any()
     generator = torch.Generator().manual_seed(5)
     first, rest = (
@@ -227,7 +227,7 @@ def branch_setup(features: str, seed: int = 0):
 
 def test_split_features_equal_torch_lognormal():
     parents, sbn, model = branch_setup("split")
-    edges = edge_features(sbn.tables(parents), parents)
+    edges = edge_features(sbn.tables(parents))
     lengths = model.rsample(
         edges, np.zeros(len(parents), dtype=np.int64), torch.Generator().manual_seed(1)
     )
@@ -241,7 +241,7 @@ def test_split_features_equal_torch_lognormal():
 
 def test_psp_gradients_reach_every_used_embedding():
     parents, sbn, model = branch_setup("psp")
-    edges = edge_features(sbn.tables(parents), parents)
+    edges = edge_features(sbn.tables(parents))
     lengths = model.rsample(edges, np.arange(len(parents)) % 2, torch.Generator().manual_seed(2))
     (model.log_prob(edges, lengths).sum() + lengths.sum()).backward()
     used_psp = np.unique(edges.psp[edges.psp >= 0])
@@ -259,7 +259,7 @@ def test_psp_features_do_not_depend_on_the_encoding_root():
     reference = None
     for node in range(6, 10):
         p, length = reroot(tree, lengths, node)
-        edges = edge_features(sbn.tables(p[None]), p[None])
+        edges = edge_features(sbn.tables(p[None]))
         by_length = {  # branch lengths travel with their edges, so they label edges
             float(length[e]): (int(edges.splits[0, e]), frozenset(edges.psp[0, e].tolist()))
             for e in range(9)
@@ -270,10 +270,8 @@ def test_psp_features_do_not_depend_on_the_encoding_root():
 
 def test_reparameterised_samples_have_the_model_moments():
     parents, sbn, model = branch_setup("psp")
-    edges = edge_features(sbn.tables(parents[:1]), parents[:1])
-    many = edge_features(
-        sbn.tables(np.repeat(parents[:1], 20000, 0)), np.repeat(parents[:1], 20000, 0)
-    )
+    edges = edge_features(sbn.tables(parents[:1]))
+    many = edge_features(sbn.tables(np.repeat(parents[:1], 20000, 0)))
     log_b = model.rsample(
         many, np.ones(20000, dtype=np.int64), torch.Generator().manual_seed(3)
     ).log()

@@ -100,7 +100,7 @@ def mean_branch_lengths(mixture: Mixture, topology: Topology) -> np.ndarray:
     weighs q_a(tau) / sum_a' q_a'(tau), and a log-normal's mean is exp(mu + sigma^2 / 2)."""
     parents = topology.parents[None, :]
     tables = mixture.sbn.tables(parents)
-    mean, log_std = mixture.branches.mean_and_log_std(edge_features(tables, parents))
+    mean, log_std = mixture.branches.mean_and_log_std(edge_features(tables))
     weights = torch.softmax(mixture.sbn.log_prob(tables), dim=0)  # [A, 1]
     per_component = torch.exp(mean + 0.5 * torch.exp(2 * log_std))  # [A, 1, E]
     return (weights[:, :, None] * per_component).sum(dim=0)[0].numpy()

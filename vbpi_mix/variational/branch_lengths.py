@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 import torch
 from torch import nn
@@ -37,21 +38,27 @@ class EdgeFeatures:
     psp: np.ndarray
 
 
-def edge_features(tables: TopologyTables, parents: np.ndarray) -> EdgeFeatures:
-    """Features of every edge of a batch from its scoring tables and parent arrays: the
-    subsplits of both ends when the tree is rooted on the edge, candidate 3k + 0 of each end
-    node with k its slot towards the other end (slot 2, the parent, for the lower end)."""
-    parents = np.asarray(parents, dtype=np.int64).reshape(tables.root_ids.shape)
-    n_trees, n_edges = parents.shape
-    n_taxa = (n_edges + 3) // 2
-    batch = np.arange(n_trees)[:, None]
-    edge = np.arange(n_edges)[None, :]
-    lower = np.where(
-        edge >= n_taxa, tables.candidate_ids[batch, np.clip(edge - n_taxa, 0, None), 6], -1
-    )
-    slot = (tables.neighbours[batch, parents - n_taxa] == edge[..., None]).argmax(-1)
-    upper = tables.candidate_ids[batch, parents - n_taxa, 3 * slot]
-    return EdgeFeatures(tables.root_ids, np.stack([lower, upper], axis=-1))
+@numba.njit(cache=True, nogil=True)
+def _psp_ids(candidate_ids: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """`[B, E, 2]` entry ids of the subsplits on both ends of every edge (the edge above node
+    e): candidate 3k + 0 of each end node, k its slot towards the other end (slot 2, the
+    parent, for the lower end); -1 below a tip."""
+    n_trees, n_inner = candidate_ids.shape[:2]
+    n_taxa, root = n_inner + 2, n_inner - 1
+    psp = np.empty((n_trees, 2 * n_taxa - 3, 2), dtype=np.int64)
+    for b in range(n_trees):
+        for v in range(n_inner):
+            for j in range(3 if v == root else 2):
+                child = neighbours[b, v, j]
+                psp[b, child, 0] = candidate_ids[b, child - n_taxa, 6] if child >= n_taxa else -1
+                psp[b, child, 1] = candidate_ids[b, v, 3 * j]
+    return psp
+
+
+def edge_features(tables: TopologyTables) -> EdgeFeatures:
+    """Features of every edge of a batch from its scoring tables: the root split of the edge
+    and the subsplits of both its ends when the tree is rooted on it."""
+    return EdgeFeatures(tables.root_ids, _psp_ids(tables.candidate_ids, tables.neighbours))
 
 
 class BranchLengthModel(nn.Module):

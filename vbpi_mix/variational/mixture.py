@@ -69,7 +69,7 @@ class Mixture(nn.Module):
     def sample(self, components: np.ndarray, generator: torch.Generator | None = None) -> Particles:
         """One particle per entry of `components`; branch lengths keep their gradient path."""
         topologies = self.sbn.sample(components, generator)
-        edges = edge_features(topologies.tables, topologies.parents)
+        edges = edge_features(topologies.tables)
         lengths = self.branches.rsample(edges, components, generator)
         return Particles(
             topologies.parents, topologies.tables, edges, lengths, np.asarray(components)
@@ -89,7 +89,7 @@ class Mixture(nn.Module):
         components = np.asarray(components, dtype=np.int64)
         rows = components if scored is None else np.searchsorted(scored, components)
         topologies = self.sbn.sample(components, generator)
-        edges = edge_features(topologies.tables, topologies.parents)
+        edges = edge_features(topologies.tables)
         moments = self.branches.mean_and_log_std(edges, scored)
         lengths = self.branches.rsample(edges, rows, generator, moments)
         particles = Particles(topologies.parents, topologies.tables, edges, lengths, components)
