@@ -1,11 +1,12 @@
-"""Seconds per training iteration on DS1 for A components x estimator (A2A, S2A, S2S), K=10:
-the cost that S2A/S2S are meant to cut (Hotti et al. 2024), all settings in one run.
+"""Seconds per training iteration on DS1 (or --datasets) for A components x estimator (A2A,
+S2A, S2S), K=10: the cost that S2A/S2S are meant to cut (Hotti et al. 2024), all settings in
+one run.
 
 Each cell is the median of `--repeats` timings taken in rounds over the whole table, so that
 a slow spell of the machine touches one round of every cell rather than a few cells.
 
-    python -m benchmarks.iteration [--data DIR] [--components 1 2 5 10 20] [--iterations 10]
-        [--repeats 3] [--plot benchmarks/results/iteration]   # also draws PNG and PDF
+    python -m benchmarks.iteration [--data DIR] [--datasets DS1 ...] [--components 1 2 5 10 20]
+        [--iterations 10] [--repeats 3] [--plot benchmarks/results/iteration]  # PNG and PDF
 """
 
 from __future__ import annotations
@@ -43,17 +44,12 @@ def seconds_per_iteration(fasta: Path, support, components: int, estimator: str,
         return (time.perf_counter() - begin) / n
 
 
-def main() -> None:
-    parser = benchmark_arguments(__doc__.split("\n")[0])
-    parser.add_argument("--components", type=int, nargs="+", default=[1, 2, 5, 10, 20])
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; cells give the median")
-    parser.add_argument("--plot", type=Path, metavar="STEM", help="write STEM.png and STEM.pdf")
-    args = parser.parse_args()
-    data_dir = start(args, "seconds per iteration, DS1, K=10, VIMCO, PSP")
-    fasta = alignment_path(data_dir, "DS1")
+def time_table(data_dir: Path, dataset: str, args) -> dict[str, list[tuple[int, float]]]:
+    """Print the dataset's table (A down, estimator settings across) and return each
+    setting's (A, seconds) series."""
+    fasta = alignment_path(data_dir, dataset)
     support = build_support(
-        ufboot_paths(data_dir, "DS1"), load_alignment(fasta).taxa, progress=False
+        ufboot_paths(data_dir, dataset), load_alignment(fasta).taxa, progress=False
     )
     labels = [f"{name.upper()}" + (f" S={s}" if s else "") for name, s in SETTINGS]
     timings: dict[tuple[int, str], list[float]] = {}
@@ -67,7 +63,7 @@ def main() -> None:
                 except VbpiMixError:  # e.g. S > A, or S2S with S = A (that is A2A)
                     continue
                 timings.setdefault((components, label), []).append(value)
-    print("| A | " + " | ".join(labels) + " |")
+    print(f"{dataset}\n\n| A | " + " | ".join(labels) + " |")
     print("|---:|" + "---:|" * len(labels))
     series: dict[str, list[tuple[int, float]]] = {label: [] for label in labels}
     for components in args.components:
@@ -80,8 +76,29 @@ def main() -> None:
             cells.append(f"{value:.4f}")
             series[label].append((components, value))
         print(f"| {components} | " + " | ".join(cells) + " |", flush=True)
-    if args.plot:
-        plot_seconds_against_components(series, args.plot, "DS1, K=10, 2 cores")
+    print()
+    return series
+
+
+def main() -> None:
+    parser = benchmark_arguments(__doc__.split("\n")[0])
+    parser.set_defaults(datasets=["DS1"])
+    parser.add_argument("--components", type=int, nargs="+", default=[1, 2, 5, 10, 20])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; cells give the median")
+    parser.add_argument(
+        "--plot", type=Path, metavar="STEM",
+        help="write STEM.png and STEM.pdf (STEM_DSn.* for each of several datasets)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    data_dir = start(args, "seconds per iteration, K=10, VIMCO, PSP")
+    for dataset in args.datasets:
+        series = time_table(data_dir, dataset, args)
+        if args.plot:
+            stem = args.plot if len(args.datasets) == 1 else Path(f"{args.plot}_{dataset}")
+            plot_seconds_against_components(
+                series, stem, f"{dataset}, K=10, {args.threads} threads"
+            )
 
 
 if __name__ == "__main__":
