@@ -9,9 +9,9 @@ other two sides A, B, split into the child subsplit {A, B}. Its parent subsplit 
 section 2) is (C, S) with sister S either X \\ C, when the tree is rooted on the edge u-v
 ("choice 0"), or one of u's two other sides, whichever does not lead to the root (choices 1
 and 2, in u's slot order). So each node has nine possible conditional entries, and a rooting
-picks one per node: choice 0 of slot k when rooted on the edge to slot k's neighbour u, else
-the choice of u's side that does not lead to the root, from the slot k that does. The SBN
-sums over the 2N-3 rootings with these in O(N) per tree
+picks one per node: candidate 3k + choice, with k the slot of v towards the root, choice 0
+when the root is on the edge to that neighbour u, otherwise the choice naming u's side that
+does not lead to the root. The SBN sums over the 2N-3 rootings with these in O(N) per tree
 (vbpi_mix.variational.rooting_sums).
 
 Clades are uint64 bitsets (bit i = taxon i), so N <= 64 taxa.
