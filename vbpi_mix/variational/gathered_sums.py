@@ -19,6 +19,8 @@ import torch
 from numba import prange
 from torch.autograd.function import once_differentiable
 
+from vbpi_mix.variational.numpy_tables import as_float64_array
+
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _gathered_sums(first, rest, first_ids, rest_ids, out):
@@ -57,10 +59,6 @@ def _scatter_gradients(grad, first_ids, rest_ids, grad_first, grad_rest):
                     rest_row[rest_id] += upstream[i]
 
 
-def _as_array(table: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(table.detach().numpy(), dtype=np.float64)
-
-
 class _GatheredSum(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -74,7 +72,7 @@ class _GatheredSum(torch.autograd.Function):
         first_ids = np.ascontiguousarray(first_ids, dtype=np.int64).reshape(-1)
         rest_ids = np.ascontiguousarray(rest_ids, dtype=np.int64).reshape(first_ids.size, -1)
         out = np.empty((first_ids.size, first.shape[0]))
-        _gathered_sums(_as_array(first), _as_array(rest), first_ids, rest_ids, out)
+        _gathered_sums(as_float64_array(first), as_float64_array(rest), first_ids, rest_ids, out)
         ctx.ids = (first_ids, rest_ids)
         ctx.shapes = (first.shape, rest.shape)
         return torch.from_numpy(out).T.reshape(first.shape[0], *shape)
