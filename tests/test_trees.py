@@ -230,14 +230,19 @@ def rooted_subsplits(parents: np.ndarray, n_taxa: int, edge: int) -> dict[int, t
     return found
 
 
-def entry_key(index, sister: int, sides: frozenset) -> int | None:
-    """The support's key of a (sister, {a, b}) subsplit pair, None where a clade is absent."""
+def entry_key_function(index):
+    """The support's key of a (sister, {a, b}) subsplit pair, None where a clade is absent,
+    as a function over the index's clade ids (a dictionary built once)."""
     clade_id = {int(c): i for i, c in enumerate(index.clades)}
-    ids = [clade_id.get(x) for x in (sister, *sorted(sides))]
-    if None in ids:
-        return None
     q = len(clade_id)
-    return (ids[0] * q + min(ids[1:])) * q + max(ids[1:])
+
+    def entry_key(sister: int, sides: frozenset) -> int | None:
+        ids = [clade_id.get(x) for x in (sister, *sorted(sides))]
+        if None in ids:
+            return None
+        return (ids[0] * q + min(ids[1:])) * q + max(ids[1:])
+
+    return entry_key
 
 
 def ancestor_or_self(parents: np.ndarray, node: int, ancestor: int) -> bool:
@@ -261,6 +266,7 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     parents = np.stack([random_parents(n_taxa, rng) for _ in range(3)])
     tree_weights = np.array([1.0, 2.0, 5.0])
     index = build_subsplit_index(parents, tree_weights, n_taxa)
+    entry_key = entry_key_function(index)
     generator = torch.Generator().manual_seed(n_taxa)
     roots, entries = (
         torch.randn(2, size, generator=generator, dtype=torch.float64, requires_grad=True)
@@ -276,7 +282,7 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
         for edge in range(n_edges):
             below = sum(1 << t for t in range(n_taxa) if ancestor_or_self(tree, t, edge))
             rooted = rooted_subsplits(tree, n_taxa, edge)
-            ids = [entry_id[entry_key(index, s, sides)] for s, sides in rooted.values()]
+            ids = [entry_id[entry_key(s, sides)] for s, sides in rooted.values()]
             ends = {v: i for v, i in zip(rooted, ids, strict=True)}
             expected_psp[b, edge] = ends.get(edge - n_taxa, -1), ends[tree[edge] - n_taxa]
             expected_counts[ids] += weight / n_edges
@@ -303,6 +309,7 @@ def test_scoring_ids_match_a_plain_dictionary_lookup(n_taxa):
     rng = np.random.default_rng(n_taxa + 1)
     support = np.stack([random_parents(n_taxa, rng) for _ in range(20)])
     index = build_subsplit_index(support, np.ones(20), n_taxa)
+    entry_key = entry_key_function(index)
     parents = np.concatenate([support[:5], [random_parents(n_taxa, rng) for _ in range(5)]])
     tables = topology_tables(index, parents)
     structure = rooting_structure(parents, n_taxa)
@@ -316,7 +323,7 @@ def test_scoring_ids_match_a_plain_dictionary_lookup(n_taxa):
         for v in range(n_taxa - 2):
             for slot in range(9):
                 sister, a, c = (int(x) for x in structure.triples[b, v, slot])
-                key = entry_key(index, sister, frozenset((a, c)))
+                key = entry_key(sister, frozenset((a, c)))
                 found = entry_id.get(key, -1) if structure.valid[b, v, slot] else -1
                 assert tables.candidate_ids[b, v, slot] == found
     valid = structure.valid
