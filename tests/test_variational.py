@@ -239,6 +239,49 @@ def test_split_features_equal_torch_lognormal():
         torch.testing.assert_close(model.log_prob(edges, lengths)[a], expected)
 
 
+@pytest.mark.parametrize("features", ["psp", "split"])
+def test_compiled_draw_and_scores_equal_torch_lognormal(features):
+    """rsample_and_log_prob against the draw and the density written with torch gathers and
+    torch.distributions.LogNormal on the same noise: lengths, scores under chosen
+    components, and the gradients of both (random upstream weights) in every table."""
+    parents, sbn, model = branch_setup(features, seed=3)
+    edges = edge_features(sbn.tables(parents))
+    rows, scored = np.arange(len(parents)) % 2, np.array([0, 1])
+    upstream_lengths = torch.as_tensor(np.random.default_rng(5).normal(size=(12, 9)))
+    upstream_q = torch.as_tensor(np.random.default_rng(6).normal(size=(2, 12)))
+    tables = [p for p in model.parameters()]
+
+    def reference():
+        noise = torch.randn(
+            (12, 9), generator=torch.Generator().manual_seed(7), dtype=torch.float64
+        )
+        ids = edges.splits
+        mean = MEAN_SHIFT + model.split_mean[:, ids]
+        std = model.split_log_std[:, ids]
+        if features == "psp":
+            for side in range(2):
+                present = torch.as_tensor(edges.psp[..., side] >= 0)
+                safe = np.maximum(edges.psp[..., side], 0)
+                mean = mean + torch.where(present, model.psp_mean[:, safe], 0.0)
+                std = std + torch.where(present, model.psp_log_std[:, safe], 0.0)
+        std = std.exp()
+        picked = torch.as_tensor(rows)
+        lengths = torch.exp(mean[picked, torch.arange(12)] + std[picked, torch.arange(12)] * noise)
+        log_q = torch.distributions.LogNormal(mean, std).log_prob(lengths).sum(-1)
+        return lengths, log_q
+
+    results = []
+    for compute in (
+        lambda: model.rsample_and_log_prob(edges, rows, scored, torch.Generator().manual_seed(7)),
+        reference,
+    ):
+        lengths, log_q = compute()
+        loss = (lengths * upstream_lengths).sum() + (log_q * upstream_q).sum()
+        results.append((lengths, log_q, *torch.autograd.grad(loss, tables)))
+    for compiled, expected in zip(*results, strict=True):
+        torch.testing.assert_close(compiled, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_psp_gradients_reach_every_used_embedding():
     parents, sbn, model = branch_setup("psp")
     edges = edge_features(sbn.tables(parents))

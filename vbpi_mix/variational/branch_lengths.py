@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
+from vbpi_mix.variational.branch_draws import draw_and_score
 from vbpi_mix.variational.components import component_rows
 from vbpi_mix.variational.gathered_sums import gathered_sum
 
@@ -87,52 +88,67 @@ class BranchLengthModel(nn.Module):
             self.psp_mean = parameter(index.n_entries)
             self.psp_log_std = parameter(index.n_entries)
 
-    def mean_and_log_std(
-        self, edges: EdgeFeatures, components: np.ndarray | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """mu and log sigma `[A, B, E]` of every edge under every component (or under the
-        given components only)."""
+    def _tables(self, components: np.ndarray | None) -> tuple[torch.Tensor, ...]:
+        """The chosen components' rows of the split mean and log-std `[A, R]` and of the PSP
+        mean and log-std `[A, M]` (empty `[A, 0]` with split features)."""
         split_mean = component_rows(self.split_mean, components)
         split_log_std = component_rows(self.split_log_std, components)
         if self.features == "psp":
             psp_mean = component_rows(self.psp_mean, components)
             psp_log_std = component_rows(self.psp_log_std, components)
-            psp = edges.psp
-        else:  # no subsplit terms: empty tables, no ids
+        else:
             psp_mean = psp_log_std = split_mean[:, :0]
-            psp = edges.psp[..., :0]
+        return split_mean, split_log_std, psp_mean, psp_log_std
+
+    def _psp_ids(self, edges: EdgeFeatures) -> np.ndarray:
+        """The edges' PSP ids `[B, E, 2]` (none, `[B, E, 0]`, with split features)."""
+        return edges.psp if self.features == "psp" else edges.psp[..., :0]
+
+    def mean_and_log_std(
+        self, edges: EdgeFeatures, components: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu and log sigma `[A, B, E]` of every edge under every component (or under the
+        given components only)."""
+        split_mean, split_log_std, psp_mean, psp_log_std = self._tables(components)
+        psp = self._psp_ids(edges)
         mean = MEAN_SHIFT + gathered_sum(split_mean, psp_mean, edges.splits, psp)
         log_std = gathered_sum(split_log_std, psp_log_std, edges.splits, psp)
         return mean, log_std
+
+    def rsample_and_log_prob(
+        self,
+        edges: EdgeFeatures,
+        rows: np.ndarray,
+        components: np.ndarray | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rsample`'s branch lengths `[B, E]` (tree b from row rows[b] of the given
+        components, or of all) and `log_prob` of them under those components `[A, B]`, in one
+        compiled pass (vbpi_mix.variational.branch_draws); the same noise as `rsample`."""
+        noise = torch.randn(edges.splits.shape, generator=generator, dtype=torch.float64)
+        return draw_and_score(
+            self._tables(components), MEAN_SHIFT, edges.splits, self._psp_ids(edges), rows, noise
+        )
 
     def rsample(
         self,
         edges: EdgeFeatures,
         components: np.ndarray,
         generator: torch.Generator | None = None,
-        moments: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Branch lengths `[B, E]`, tree b drawn from component `components[b]` (a row of
-        precomputed `moments`, mean_and_log_std's pair, when given)."""
-        mean, log_std = moments or self.mean_and_log_std(edges)
-        rows = torch.as_tensor(np.asarray(components, dtype=np.int64))
-        # tree b's row of [A, B, E]; gather's backward is a scatter_add, cheaper than the
-        # accumulating index_put behind advanced indexing
-        rows = rows.view(1, -1, 1).expand(1, rows.numel(), mean.shape[-1])
-        mean, log_std = mean.gather(0, rows)[0], log_std.gather(0, rows)[0]
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return torch.exp(mean + log_std.exp() * noise)
+        """Branch lengths `[B, E]`, tree b drawn from component `components[b]`,
+        reparameterised."""
+        return self.rsample_and_log_prob(edges, components, None, generator)[0]
 
     def log_prob(
         self,
         edges: EdgeFeatures,
         branch_lengths: torch.Tensor,
         components: np.ndarray | None = None,
-        moments: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]` (rows: every component, the
-        given ones, or those of precomputed `moments`), Jacobian of exp included."""
-        mean, log_std = moments or self.mean_and_log_std(edges, components)
+        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]` (rows: every component or
+        the given ones), Jacobian of exp included."""
+        mean, log_std = self.mean_and_log_std(edges, components)
         log_b = branch_lengths.log()
         standard = (log_b - mean) / log_std.exp()
         per_edge = -0.5 * standard**2 - log_std - 0.5 * np.log(2 * np.pi) - log_b

@@ -84,15 +84,13 @@ class Mixture(nn.Module):
         """One particle per entry of `components`, with log q_a(tau) and log q_a(b | tau) of
         every particle under every component, each `[n, A]` (or under the sorted components
         `scored` only, `[n, len(scored)]`, which must hold every drawn one); their sum is
-        log q_a(tau, b). The branch moments are computed once for both the draw and the
-        scores, and the draw uses the generator as `sample` does."""
+        log q_a(tau, b). The branch lengths are drawn and scored in one compiled pass, and
+        the draw uses the generator as `sample` does."""
         components = np.asarray(components, dtype=np.int64)
         rows = components if scored is None else np.searchsorted(scored, components)
         topologies = self.sbn.sample(components, generator)
         edges = edge_features(topologies.tables)
-        moments = self.branches.mean_and_log_std(edges, scored)
-        lengths = self.branches.rsample(edges, rows, generator, moments)
+        lengths, log_q_branches = self.branches.rsample_and_log_prob(edges, rows, scored, generator)
         particles = Particles(topologies.parents, topologies.tables, edges, lengths, components)
         log_q_topology = self.sbn.log_prob(topologies.tables, scored)
-        log_q_branches = self.branches.log_prob(edges, lengths, moments=moments)
         return particles, log_q_topology.T, log_q_branches.T
