@@ -117,8 +117,9 @@ def _general_product_of_messages(matrix1, partial1, matrix2, partial2, out, maxi
 
 @compiled
 def _rescale(values, maximum, pattern_weights):
-    """Divide each pattern of `[C, 4, P]` by its maximum (at least TINY); return
-    sum_p n_p log(maximum[p]), the log scale factor to add back.
+    """Divide each pattern of `[C, 4, P]` by its maximum over (c, i) (at least TINY; the
+    maxima are worked out here, in `maximum`); return sum_p n_p log(maximum[p]), the log
+    scale factor to add back.
 
     Called only for vectors with some pattern out of [RESCALE_BELOW, RESCALE_ABOVE]. Where a
     vector is rescaled does not change the result: the likelihood adds the log factors back,
@@ -126,8 +127,11 @@ def _rescale(values, maximum, pattern_weights):
     costs a log per pattern and a second pass over the node's vector: measured, it doubled
     the time of the inside pass."""
     n_categories, _, n_patterns = values.shape
-    for p in range(n_patterns):
-        maximum[p] = max(maximum[p], TINY)
+    maximum[:] = TINY
+    for c in range(n_categories):
+        for i in range(4):
+            for p in range(n_patterns):
+                maximum[p] = max(maximum[p], values[c, i, p])
     total = _weighted_log_sum(maximum, pattern_weights)
     for p in range(n_patterns):
         maximum[p] = 1.0 / maximum[p]
@@ -334,36 +338,88 @@ def _root_gradient(
 
 
 @compiled
+def _general_child_gradients(
+    matrix0, matrix1, tips, scratch, first_row, row0, row1, down, coefficient, weights,
+    out0, out1, messages, ones, maximum,
+):  # fmt: skip
+    """The gradients of both child edges of an internal node (rows row0, row1; D_u in
+    `down`): U(child s) = D_u * message of the other child. The two messages first, then per
+    child its edge gradient and, for an internal child, its outside vector written over its
+    inside vector in the same pass. Returns, per child, whether that vector needs rescaling."""
+    n_taxa = tips.shape[0]
+    _message(matrix0, _vector(tips, scratch, row0, first_row), messages[0], maximum)
+    _message(matrix1, _vector(tips, scratch, row1, first_row), messages[1], maximum)
+    rescale0 = _edge_gradient(
+        matrix0, down, messages[1], ones, _vector(tips, scratch, row0, first_row), coefficient,
+        weights, out0, maximum, row0 >= n_taxa,
+    )  # fmt: skip
+    rescale1 = _edge_gradient(
+        matrix1, down, messages[0], ones, _vector(tips, scratch, row1, first_row), coefficient,
+        weights, out1, maximum, row1 >= n_taxa,
+    )  # fmt: skip
+    return rescale0, rescale1
+
+
+@compiled
+def _writable_vector(tips, scratch, row, first_row, buffer):
+    """The vector of schedule row `row`, to be written over: an internal node's scratch
+    row, or a copy of a tip's partials in `buffer`."""
+    if row < tips.shape[0]:
+        buffer[:] = tips[row]
+        return buffer
+    return scratch[row - first_row]
+
+
+@compiled
+def _jukes_cantor_child_gradients(
+    matrix0, matrix1, tips, scratch, first_row, row0, row1, down, coefficient, weights,
+    out0, out1, messages, ones, maximum,
+):  # fmt: skip
+    """_general_child_gradients' results in one pass (jukes_cantor.child_gradients), which
+    writes both outside vectors over the vectors it reads: a tip's partials are copied into
+    `messages` first (their outside vector is not needed)."""
+    return jukes_cantor.child_gradients(
+        matrix0, _writable_vector(tips, scratch, row0, first_row, messages[0]),
+        matrix1, _writable_vector(tips, scratch, row1, first_row, messages[1]),
+        down, coefficient, weights, out0, out1,
+    )  # fmt: skip
+
+
+_child_gradients = _by_matrix_kind(_general_child_gradients, _jukes_cantor_child_gradients, 0)
+
+
+@compiled
 def _node_gradient(
     tips, scratch, grad_transitions, transitions, j, child_rows, child_edges, weights,
     pattern_weights, first_row, messages, ones, root_coefficient, own_coefficient, maximum,
     own_site,
 ):  # fmt: skip
-    """Internal node in scratch row j, whose row holds D_u: U(child s) = D_u * message of
-    the other child; the edge gradients of both children, and D for internal children,
-    written over their inside vectors in the pass that reads them for the edge gradient."""
-    k = first_row - tips.shape[0] + j
+    """Internal node in scratch row j, whose row holds D_u: the edge gradients of both
+    children, and D for internal children, written over their inside vectors (rescaled where
+    out of range)."""
+    n_taxa = tips.shape[0]
+    k = first_row - n_taxa + j
     down = scratch[j]
-    for s in range(2):
-        below = _vector(tips, scratch, child_rows[k, s], first_row)
-        _message(transitions[child_edges[k, s]], below, messages[s], maximum)
+    row0, row1 = child_rows[k, 0], child_rows[k, 1]
+    edge0, edge1 = child_edges[k, 0], child_edges[k, 1]
     coefficient = root_coefficient
     if own_site[j]:
         coefficient = own_coefficient
+        _message(transitions[edge0], _vector(tips, scratch, row0, first_row), messages[0], maximum)
+        _message(transitions[edge1], _vector(tips, scratch, row1, first_row), messages[1], maximum)
         _site(down, messages[0], messages[1], ones, weights, coefficient)
         _coefficient(coefficient, pattern_weights, coefficient)
+    rescale = _child_gradients(
+        transitions[edge0], transitions[edge1], tips, scratch, first_row, row0, row1, down,
+        coefficient, weights, grad_transitions[edge0], grad_transitions[edge1], messages, ones,
+        maximum,
+    )  # fmt: skip
     for s in range(2):
-        below = _vector(tips, scratch, child_rows[k, s], first_row)
-        sibling = messages[1 - s]
-        internal = child_rows[k, s] >= tips.shape[0]
-        rescaled = _edge_gradient(
-            transitions[child_edges[k, s]], down, sibling, ones, below, coefficient, weights,
-            grad_transitions[child_edges[k, s]], maximum, internal,
-        )  # fmt: skip
-        if rescaled:
-            _rescale(below, maximum, pattern_weights)
-        if internal:
-            own_site[child_rows[k, s] - first_row] = own_site[j] or rescaled
+        row = child_rows[k, s]
+        if row >= n_taxa:
+            if rescale[s]:
+                _rescale(scratch[row - first_row], maximum, pattern_weights)
+            own_site[row - first_row] = own_site[j] or rescale[s]
 
 
 @compiled_in_parallel

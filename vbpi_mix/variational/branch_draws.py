@@ -130,6 +130,7 @@ class _DrawAndScore(torch.autograd.Function):
         psp: np.ndarray,
         rows: np.ndarray,
         noise: torch.Tensor,
+        keep: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         tables = tuple(
             as_float64_array(t) for t in (split_mean, split_log_std, psp_mean, psp_log_std)
@@ -137,7 +138,7 @@ class _DrawAndScore(torch.autograd.Function):
         noise_array = as_float64_array(noise)
         log_lengths = np.empty(splits.shape)
         log_q = np.empty((split_mean.shape[0], splits.shape[0]))
-        kept = log_q.shape + splits.shape[1:] if any(ctx.needs_input_grad[:4]) else (0, 0, 0)
+        kept = log_q.shape + splits.shape[1:] if keep else (0, 0, 0)
         z, inverse_std = np.empty(kept), np.empty(kept)
         _draw_and_score(
             tables, shift, splits, psp, rows, noise_array, log_lengths, log_q, z, inverse_std
@@ -160,7 +161,7 @@ class _DrawAndScore(torch.autograd.Function):
         _parameter_gradients(
             splits, psp, rows, noise, z, inverse_std, upstream_q, grad_log_lengths, grads
         )
-        return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None)
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
 
 
 def draw_and_score(
@@ -181,4 +182,5 @@ def draw_and_score(
         np.ascontiguousarray(psp, dtype=np.int64),
         np.ascontiguousarray(rows, dtype=np.int64),
     )
-    return _DrawAndScore.apply(*tables, shift, *ids, noise)
+    keep = torch.is_grad_enabled() and any(table.requires_grad for table in tables)
+    return _DrawAndScore.apply(*tables, shift, *ids, noise, keep)
