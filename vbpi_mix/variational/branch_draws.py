@@ -54,17 +54,18 @@ def _moments(tables, shift, split_id, psp_ids, a):
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _draw_and_score(tables, shift, splits, psp, rows, noise, log_lengths, log_q, z, inverse_std):
-    """log b `[B, E]` drawn from each tree's row of the tables and log q `[A, B]` of every
-    tree under every row; with `[A, B, E]` buffers z and inverse_std (empty: not kept), also
-    each (a, b, e)'s z and 1 / sigma for the backward pass. Trees in parallel."""
+    """log b `[B, E]` drawn from each tree's row of the tables (trees in parallel) and log q
+    `[A, B]` of every tree under every row (components in parallel: a thread reads one
+    component's rows of the tables, which stay in cache); with `[A, B, E]` buffers z and
+    inverse_std (empty: not kept), also each (a, b, e)'s z and 1 / sigma for the backward."""
     n_trees, n_edges = splits.shape
-    n_components = log_q.shape[0]
     keep = z.size > 0
     for b in prange(n_trees):
         for e in range(n_edges):
             mean, log_std = _moments(tables, shift, splits[b, e], psp[b, e], rows[b])
             log_lengths[b, e] = mean + math.exp(log_std) * noise[b, e]
-        for a in range(n_components):
+    for a in prange(log_q.shape[0]):
+        for b in range(n_trees):
             total = 0.0
             for e in range(n_edges):
                 mean, log_std = _moments(tables, shift, splits[b, e], psp[b, e], a)
