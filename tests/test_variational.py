@@ -240,15 +240,17 @@ def test_split_features_equal_torch_lognormal():
 
 
 @pytest.mark.parametrize("features", ["psp", "split"])
-def test_compiled_draw_and_scores_equal_torch_lognormal(features):
+@pytest.mark.parametrize("scored", [None, [1]], ids=["all", "component 1"])
+def test_compiled_draw_and_scores_equal_torch_lognormal(features, scored):
     """rsample_and_log_prob against the draw and the density written with torch gathers and
-    torch.distributions.LogNormal on the same noise: lengths, scores under chosen
-    components, and the gradients of both (random upstream weights) in every table."""
+    torch.distributions.LogNormal on the same noise: lengths, scores under every or a chosen
+    component, and the gradients of both (random upstream weights) in every table."""
     parents, sbn, model = branch_setup(features, seed=3)
     edges = edge_features(sbn.tables(parents))
-    rows, scored = np.arange(len(parents)) % 2, np.array([0, 1])
+    chosen = [0, 1] if scored is None else scored
+    rows = np.arange(len(parents)) % len(chosen)  # positions among the chosen components
     upstream_lengths = torch.as_tensor(np.random.default_rng(5).normal(size=(12, 9)))
-    upstream_q = torch.as_tensor(np.random.default_rng(6).normal(size=(2, 12)))
+    upstream_q = torch.as_tensor(np.random.default_rng(6).normal(size=(len(chosen), 12)))
     tables = [p for p in model.parameters()]
 
     def reference():
@@ -256,14 +258,14 @@ def test_compiled_draw_and_scores_equal_torch_lognormal(features):
             (12, 9), generator=torch.Generator().manual_seed(7), dtype=torch.float64
         )
         ids = edges.splits
-        mean = MEAN_SHIFT + model.split_mean[:, ids]
-        std = model.split_log_std[:, ids]
+        mean = MEAN_SHIFT + model.split_mean[chosen][:, ids]
+        std = model.split_log_std[chosen][:, ids]
         if features == "psp":
             for side in range(2):
                 present = torch.as_tensor(edges.psp[..., side] >= 0)
                 safe = np.maximum(edges.psp[..., side], 0)
-                mean = mean + torch.where(present, model.psp_mean[:, safe], 0.0)
-                std = std + torch.where(present, model.psp_log_std[:, safe], 0.0)
+                mean = mean + torch.where(present, model.psp_mean[chosen][:, safe], 0.0)
+                std = std + torch.where(present, model.psp_log_std[chosen][:, safe], 0.0)
         std = std.exp()
         picked = torch.as_tensor(rows)
         lengths = torch.exp(mean[picked, torch.arange(12)] + std[picked, torch.arange(12)] * noise)
@@ -272,7 +274,12 @@ def test_compiled_draw_and_scores_equal_torch_lognormal(features):
 
     results = []
     for compute in (
-        lambda: model.rsample_and_log_prob(edges, rows, scored, torch.Generator().manual_seed(7)),
+        lambda: model.rsample_and_log_prob(
+            edges,
+            rows,
+            None if scored is None else np.array(scored),
+            torch.Generator().manual_seed(7),
+        ),  # fmt: skip
         reference,
     ):
         lengths, log_q = compute()
