@@ -3,6 +3,7 @@ frequencies, torch.distributions and closed forms."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -18,7 +19,6 @@ from vbpi_mix.trees.random_tree import all_parents, random_parents
 from vbpi_mix.trees.subsplits import build_subsplit_index, topology_tables
 from vbpi_mix.trees.topology import reroot, topology_from_parents, topology_from_parsed
 from vbpi_mix.variational.branch_lengths import MEAN_SHIFT, BranchLengthModel, edge_features
-from vbpi_mix.variational.gathered_sums import gathered_sum
 from vbpi_mix.variational.read_entries import read_entries
 from vbpi_mix.variational.rooting_sums import rooting_log_sum
 from vbpi_mix.variational.sbn import SBN
@@ -179,31 +179,51 @@ def test_outside_the_support_is_minus_infinity():
     assert float(log_q.detach().exp().sum()) == pytest.approx(1.0, abs=1e-12)
 
 
-def test_compiled_gathered_sums_match_plain_indexing_with_gradients():
-    """The branch model's feature sums for all 105 six-taxon trees against a support of 20
-    (so some split ids are -1, and every tip edge has a -1 PSP id), three components: values
-    and gradients as plain torch indexing (a zero column for id -1) and autograd."""
+def test_branch_moments_and_compiled_scores_outside_the_support():
+    """All 105 six-taxon trees against a support of 20 (so some split ids are -1, and every
+    tip edge has a -1 PSP id), three components: the moments equal a sum written edge by
+    edge (an id of -1 adding nothing), and the compiled draw and scores equal the same draw
+    and log_prob in torch autograd, values and gradients."""
     parents = enumerated(6)
     index = build_subsplit_index(parents[:20], np.ones(20), 6)
     edges = edge_features(topology_tables(index, parents))
     assert (edges.splits < 0).any() and (edges.psp < 0).any()
-    generator = torch.Generator().manual_seed(5)
-    first, rest = (
-        torch.randn(3, size, generator=generator, dtype=torch.float64, requires_grad=True)
-        for size in (index.root_splits.size, index.n_entries)
+    model = BranchLengthModel(
+        index, 3, "psp", perturbation=0.5, generator=torch.Generator().manual_seed(5)
     )
-    values = gathered_sum(first, rest, edges.splits, edges.psp)
-
-    def with_zero(table: torch.Tensor) -> torch.Tensor:
-        return torch.cat([table, table.new_zeros((table.shape[0], 1))], -1)
-
-    expected = with_zero(first)[:, edges.splits] + with_zero(rest)[:, edges.psp].sum(-1)
-    torch.testing.assert_close(values, expected)
-    weights = torch.rand(expected.shape, generator=generator, dtype=torch.float64)
-    gradients = torch.autograd.grad((values * weights).sum(), (first, rest))
-    reference = torch.autograd.grad((expected * weights).sum(), (first, rest))
-    for gradient, plain in zip(gradients, reference, strict=True):
-        torch.testing.assert_close(gradient, plain)
+    mean, log_std = (moment.detach().numpy() for moment in model.mean_and_log_std(edges))
+    split_mean, split_log_std, psp_mean, psp_log_std = (
+        table.detach().numpy()
+        for table in (model.split_mean, model.split_log_std, model.psp_mean, model.psp_log_std)
+    )
+    for a, b, e in itertools.product(range(3), range(105), range(9)):
+        ids = [int(f) for f in edges.psp[b, e] if f >= 0]
+        split = int(edges.splits[b, e])
+        expected_mean = MEAN_SHIFT + sum(psp_mean[a, f] for f in ids)
+        expected_log_std = sum(psp_log_std[a, f] for f in ids)
+        if split >= 0:
+            expected_mean += split_mean[a, split]
+            expected_log_std += split_log_std[a, split]
+        assert mean[a, b, e] == pytest.approx(expected_mean, rel=1e-12, abs=1e-12)
+        assert log_std[a, b, e] == pytest.approx(expected_log_std, rel=1e-12, abs=1e-12)
+    rows = np.arange(105) % 3
+    parameters = [model.split_mean, model.split_log_std, model.psp_mean, model.psp_log_std]
+    weights = torch.rand((3, 105), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    lengths, log_q = model.rsample_and_log_prob(edges, rows, None, torch.Generator().manual_seed(6))
+    compiled = torch.autograd.grad((log_q * weights).sum() + lengths.sum(), parameters)
+    # the same draw in torch autograd: the drawing component's moments and the same noise
+    noise = torch.randn((105, 9), generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    mean, log_std = model.mean_and_log_std(edges)
+    picked = torch.as_tensor(rows)
+    torch_lengths = torch.exp(
+        mean[picked, torch.arange(105)] + log_std[picked, torch.arange(105)].exp() * noise
+    )
+    torch_log_q = model.log_prob(edges, torch_lengths)
+    reference = torch.autograd.grad((torch_log_q * weights).sum() + torch_lengths.sum(), parameters)
+    torch.testing.assert_close(lengths, torch_lengths, rtol=1e-12, atol=0)
+    torch.testing.assert_close(log_q, torch_log_q, rtol=1e-12, atol=1e-10)
+    for gradient, expected in zip(compiled, reference, strict=True):
+        torch.testing.assert_close(gradient, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_counts_initialisation_of_a_single_topology_support_is_certain():

@@ -2,7 +2,7 @@
 component, differentiable: the training step's branch-length part in one pass.
 
 For tree b, edge e and component a, with the feature ids of the edge (its split s, the ids
-f_v of its primary subsplit pairs; -1 adds nothing) and the parameter tables of
+f_v of its primary subsplit pairs; an id of -1 adds nothing) and the parameter tables of
 vbpi_mix.variational.branch_lengths:
 
     mu_abe = shift + m_split[a, s] + sum_v m_psp[a, f_v]
@@ -43,8 +43,9 @@ HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 def _moments(tables, shift, split_id, psp_ids, a):
     """(mu, log sigma) of one edge under component a (module docstring)."""
     split_mean, split_log_std, psp_mean, psp_log_std = tables
-    mean = split_mean[a, split_id]
-    log_std = split_log_std[a, split_id]
+    mean = log_std = 0.0
+    if split_id >= 0:
+        mean, log_std = split_mean[a, split_id], split_log_std[a, split_id]
     for v in range(psp_ids.size):
         if psp_ids[v] >= 0:
             mean += psp_mean[a, psp_ids[v]]
@@ -110,8 +111,9 @@ def _parameter_gradients(
                     d_mean += grad_log_lengths[b, e]
                     d_log_std += grad_log_lengths[b, e] * noise[b, e] / inverse_std[a, b, e]
                 split_id, psp_ids = splits[b, e], psp[b, e]
-                grad_split_mean[a, split_id] += d_mean
-                grad_split_log_std[a, split_id] += d_log_std
+                if split_id >= 0:
+                    grad_split_mean[a, split_id] += d_mean
+                    grad_split_log_std[a, split_id] += d_log_std
                 for v in range(psp_ids.size):
                     if psp_ids[v] >= 0:
                         grad_psp_mean[a, psp_ids[v]] += d_mean

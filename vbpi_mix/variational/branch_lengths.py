@@ -24,7 +24,6 @@ from torch import nn
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
 from vbpi_mix.variational.branch_draws import draw_and_score
 from vbpi_mix.variational.components import component_rows
-from vbpi_mix.variational.gathered_sums import gathered_sum
 
 BranchFeatures = Literal["split", "psp"]
 MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start
@@ -60,6 +59,21 @@ def edge_features(tables: TopologyTables) -> EdgeFeatures:
     """Features of every edge of a batch from its scoring tables: the root split of the edge
     and the subsplits of both its ends when the tree is rooted on it."""
     return EdgeFeatures(tables.root_ids, _psp_ids(tables.candidate_ids, tables.neighbours))
+
+
+def _feature_sums(
+    split_table: torch.Tensor, psp_table: torch.Tensor, splits: np.ndarray, psp: np.ndarray
+) -> torch.Tensor:
+    """split_table[a, s] + sum_v psp_table[a, f_v] `[A, B, E]` for every edge, an id of -1
+    adding nothing (it reads a zero column appended to each table); plain torch indexing,
+    differentiable. Training draws and scores through vbpi_mix.variational.branch_draws;
+    this serves scoring given lengths and the export's branch-length summaries."""
+
+    def padded(table: torch.Tensor) -> torch.Tensor:
+        return torch.cat([table, table.new_zeros((table.shape[0], 1))], dim=-1)
+
+    split_ids, psp_ids = torch.as_tensor(splits), torch.as_tensor(psp)
+    return padded(split_table)[:, split_ids] + padded(psp_table)[:, psp_ids].sum(dim=-1)
 
 
 class BranchLengthModel(nn.Module):
@@ -111,8 +125,8 @@ class BranchLengthModel(nn.Module):
         given components only)."""
         split_mean, split_log_std, psp_mean, psp_log_std = self._tables(components)
         psp = self._psp_ids(edges)
-        mean = MEAN_SHIFT + gathered_sum(split_mean, psp_mean, edges.splits, psp)
-        log_std = gathered_sum(split_log_std, psp_log_std, edges.splits, psp)
+        mean = MEAN_SHIFT + _feature_sums(split_mean, psp_mean, edges.splits, psp)
+        log_std = _feature_sums(split_log_std, psp_log_std, edges.splits, psp)
         return mean, log_std
 
     def rsample_and_log_prob(
