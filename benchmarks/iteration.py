@@ -6,7 +6,8 @@ Each cell is the median of `--repeats` timings taken in rounds over the whole ta
 a slow spell of the machine touches one round of every cell rather than a few cells.
 
     python -m benchmarks.iteration [--data DIR] [--datasets DS1 ...] [--components 1 2 5 10 20]
-        [--iterations 10] [--repeats 3] [--plot benchmarks/results/iteration]  # PNG and PDF
+        [--iterations 10] [--repeats 3] [--likelihood-device cpu|cuda]
+        [--plot benchmarks/results/iteration]  # PNG and PDF
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import benchmark_arguments, start
+from benchmarks.common import add_likelihood_device, benchmark_arguments, start
 from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
 from vbpi_mix.bench.plots import plot_seconds_against_components
 from vbpi_mix.errors import VbpiMixError
@@ -29,13 +30,15 @@ SETTINGS = (("a2a", None), ("s2a", 1), ("s2a", 2), ("s2s", 1), ("s2s", 2))
 WARMUP = 3
 
 
-def seconds_per_iteration(fasta: Path, support, components: int, estimator: str, subset, n: int):
+def seconds_per_iteration(
+    fasta: Path, support, components: int, estimator: str, subset, n: int, device: str = "cpu"
+):
     model = ModelConfig(alignment=str(fasta), components=components)
     training = TrainingConfig(
         iterations=WARMUP + n, estimator=estimator, subset=subset, checkpoint_every=10**9
     )
     with tempfile.TemporaryDirectory() as folder:
-        trainer = create_run(Path(folder), model, training, support).trainer
+        trainer = create_run(Path(folder), model, training, support, device).trainer
         for _ in range(WARMUP):
             trainer.step()
         begin = time.perf_counter()
@@ -58,8 +61,9 @@ def time_table(data_dir: Path, dataset: str, args) -> dict[str, list[tuple[int, 
             for label, (estimator, subset) in zip(labels, SETTINGS, strict=True):
                 try:
                     value = seconds_per_iteration(
-                        fasta, support, components, estimator, subset, args.iterations
-                    )
+                        fasta, support, components, estimator, subset, args.iterations,
+                        args.likelihood_device,
+                    )  # fmt: skip
                 except VbpiMixError:  # e.g. S > A, or S2S with S = A (that is A2A)
                     continue
                 timings.setdefault((components, label), []).append(value)
@@ -86,12 +90,15 @@ def main() -> None:
     parser.add_argument("--components", type=int, nargs="+", default=[1, 2, 5, 10, 20])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3, help="rounds; cells give the median")
+    add_likelihood_device(parser)
     parser.add_argument(
         "--plot", type=Path, metavar="STEM",
         help="write STEM.png and STEM.pdf (STEM_DSn.* for each of several datasets)",
     )  # fmt: skip
     args = parser.parse_args()
-    data_dir = start(args, "seconds per iteration, K=10, VIMCO, PSP")
+    data_dir = start(
+        args, f"seconds per iteration, K=10, VIMCO, PSP, likelihood on {args.likelihood_device}"
+    )
     for dataset in args.datasets:
         series = time_table(data_dir, dataset, args)
         if args.plot:

@@ -6,6 +6,7 @@ milliseconds per batch and per tree, and the speed-up over the per-tree recursiv
 (`vbpi_mix.phylo.reference_pruning`, autograd through a node-by-node pass), all in one run.
 
     python -m benchmarks.kernel [--data DIR] [--threads 2] [--datasets DS1 DS8]
+        [--likelihood-device cpu|cuda]  # the baseline always runs on the CPU
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from benchmarks.common import benchmark_arguments, start
+from benchmarks.common import add_likelihood_device, benchmark_arguments, start
 from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
@@ -41,14 +42,14 @@ def seconds_per_call(function: Callable[[], object], min_seconds: float = 0.5) -
             return elapsed / calls
 
 
-def benchmark_dataset(data_dir, name: str) -> list[tuple]:
+def benchmark_dataset(data_dir, name: str, device: str = "cpu") -> list[tuple]:
     alignment = load_alignment(alignment_path(data_dir, name))
     trees = read_tree_file(ufboot_paths(data_dir, name)[0])[: max(BATCH_SIZES)]
     parents = np.stack([topology_from_dendropy(t, alignment.taxa)[0].parents for t in trees])
     rng = np.random.default_rng(0)
     lengths = torch.as_tensor(rng.exponential(0.1, parents.shape) + 1e-3)
     model = JC69()
-    likelihood = TreeLikelihood(alignment, model)
+    likelihood = TreeLikelihood(alignment, model, device)
 
     def baseline(backward: bool) -> float:
         def run() -> None:
@@ -86,12 +87,14 @@ def benchmark_dataset(data_dir, name: str) -> list[tuple]:
 
 
 def main() -> None:
-    args = benchmark_arguments(__doc__.split("\n")[0]).parse_args()
-    data_dir = start(args, "kernel benchmark (JC69, float64)")
+    parser = benchmark_arguments(__doc__.split("\n")[0])
+    add_likelihood_device(parser)
+    args = parser.parse_args()
+    data_dir = start(args, f"kernel benchmark (JC69, float64), kernel on {args.likelihood_device}")
     print("| data | patterns | batch | pass | ms/batch | ms/tree | baseline ms/tree | speed-up |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for name in args.datasets:
-        for row in benchmark_dataset(data_dir, name):
+        for row in benchmark_dataset(data_dir, name, args.likelihood_device):
             print("| {} | {} | {} | {} | {:.2f} | {:.3f} | {:.2f} | {:.0f}x |".format(*row))
 
 

@@ -23,7 +23,7 @@ from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, Trainer, TrainingCon
 from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
-from vbpi_mix.phylo.likelihood import TreeLikelihood
+from vbpi_mix.phylo.likelihood import LikelihoodDevice, TreeLikelihood
 from vbpi_mix.phylo.models import ModelName, SubstitutionModel, build_model
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import Support
@@ -97,20 +97,35 @@ class Run:
     trainer: Trainer
 
 
-def _assemble(folder: Path, model: ModelConfig, training: TrainingConfig, support: Support) -> Run:
+def _assemble(
+    folder: Path,
+    model: ModelConfig,
+    training: TrainingConfig,
+    support: Support,
+    likelihood_device: LikelihoodDevice,
+) -> Run:
     alignment = load_alignment(model.alignment)
     index = build_subsplit_index(support.parents(), np.array(support.counts), alignment.n_taxa)
     mixture = Mixture(
         index, model.components, model.branch_features, model.init, seed=training.seed
     )
-    likelihood = TreeLikelihood(alignment, model.substitution())
+    likelihood = TreeLikelihood(alignment, model.substitution(), likelihood_device)
     target = Target(likelihood, model.branch_rate)
     trainer = Trainer(mixture, target, training, folder)
     return Run(folder, model, training, alignment, support, mixture, target, trainer)
 
 
-def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, support: Support) -> Run:
-    """A new run folder, or the same run resumed from its checkpoint when the settings agree."""
+def create_run(
+    folder: Path,
+    model: ModelConfig,
+    training: TrainingConfig,
+    support: Support,
+    likelihood_device: LikelihoodDevice = "cpu",
+) -> Run:
+    """A new run folder, or the same run resumed from its checkpoint when the settings agree.
+
+    `likelihood_device` says where the pruning kernel runs (TreeLikelihood); it is not a
+    setting of the fit and may change when resuming (results then differ in the last bits)."""
     folder = Path(folder)
     settings = _as_json({"model": asdict(model), "training": asdict(training)})
     if (folder / CONFIG).is_file():
@@ -131,7 +146,7 @@ def create_run(folder: Path, model: ModelConfig, training: TrainingConfig, suppo
             for t, count in zip(support.topologies, support.counts, strict=True)
         ]
         write_text_atomic(folder / SUPPORT, "\n".join(lines) + "\n")
-    run = _assemble(folder, model, training, read_support(folder, support.taxa))
+    run = _assemble(folder, model, training, read_support(folder, support.taxa), likelihood_device)
     run.trainer.resume()
     return run
 
@@ -168,8 +183,9 @@ def read_support(folder: Path, taxa: tuple[str, ...]) -> Support:
     return Support(tuple(taxa), tuple(topologies), tuple(counts))
 
 
-def open_run(folder: Path) -> Run:
-    """A finished or interrupted run, loaded from its folder's checkpoint."""
+def open_run(folder: Path, likelihood_device: LikelihoodDevice = "cpu") -> Run:
+    """A finished or interrupted run, loaded from its folder's checkpoint (the likelihood
+    computed on `likelihood_device`)."""
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
         raise VbpiMixError(f"{folder}: not a vbpi-mix run folder (no {CONFIG} or {CHECKPOINT})")
@@ -178,7 +194,9 @@ def open_run(folder: Path) -> Run:
     model = ModelConfig(**settings["model"])
     training = TrainingConfig(**settings["training"])
     alignment = load_alignment(model.alignment)
-    run = _assemble(folder, model, training, read_support(folder, alignment.taxa))
+    run = _assemble(
+        folder, model, training, read_support(folder, alignment.taxa), likelihood_device
+    )
     run.trainer.resume()
     return run
 

@@ -36,6 +36,8 @@ matrix is passed as the pair (a, b) of P = a I + b J and cheaper loops run
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import numba
 import numpy as np
 import torch
@@ -45,6 +47,11 @@ from vbpi_mix.phylo import pruning_kernels as kernels
 from vbpi_mix.phylo.alignment import Alignment
 from vbpi_mix.phylo.models import SubstitutionModel
 from vbpi_mix.phylo.schedule import Schedule, build_schedule
+
+if TYPE_CHECKING:
+    from vbpi_mix.phylo.cuda_pruning import CudaWorkspace
+
+LikelihoodDevice = Literal["cpu", "cuda"]
 
 
 class Workspace:
@@ -67,6 +74,37 @@ class Workspace:
             self._buffers[name] = buffer
         return buffer[:size].reshape(shape)
 
+    def log_likelihoods(
+        self,
+        schedule: Schedule,
+        matrices: np.ndarray,
+        frequencies: np.ndarray,
+        category_weights: np.ndarray,
+        tip_partials: torch.Tensor,
+        pattern_weights: torch.Tensor,
+        with_gradient: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(log L `[B]`, d log L_b / d matrices (their shape), d / d pi `[B, 4]`, d / d w
+        `[B, C]`) by the compiled CPU kernel (vbpi_mix.phylo.pruning_kernels); without a
+        gradient the three gradients are empty."""
+        n_taxa, n_trees = schedule.n_taxa, schedule.n_trees
+        n_categories, n_patterns = matrices.shape[1], tip_partials.shape[-1]
+        tips = self.take("tips", (n_taxa, n_categories, 4, n_patterns))
+        tips[:] = _as_array(tip_partials)[:, None]
+        n_blocks = max(1, min(numba.get_num_threads(), n_trees))
+        scratch = self.take("scratch", (n_blocks, n_taxa - 3, n_categories, 4, n_patterns))
+        log_likelihood = np.empty(n_trees)
+        grad_matrices = np.zeros_like(matrices) if with_gradient else matrices[:0]
+        grad_frequencies = np.zeros((n_trees if with_gradient else 0, 4))
+        grad_weights = np.zeros((n_trees if with_gradient else 0, n_categories))
+        kernels.log_likelihoods(
+            tips, scratch, matrices, schedule.child_rows, schedule.child_edges,
+            schedule.root_child_rows, schedule.root_child_edges, frequencies, category_weights,
+            _as_array(pattern_weights), log_likelihood, with_gradient, grad_matrices,
+            grad_frequencies, grad_weights,
+        )  # fmt: skip
+        return log_likelihood, grad_matrices, grad_frequencies, grad_weights
+
 
 def _as_array(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float64)
@@ -85,31 +123,15 @@ class _PruningLikelihood(torch.autograd.Function):
         schedule: Schedule,
         tip_partials: torch.Tensor,
         pattern_weights: torch.Tensor,
-        workspace: Workspace,
+        workspace: Workspace | CudaWorkspace,
         with_gradient: bool,
     ) -> torch.Tensor:
-        n_taxa, n_trees = schedule.n_taxa, schedule.n_trees
-        n_categories, n_patterns = transitions.shape[1], tip_partials.shape[-1]
-        tips = workspace.take("tips", (n_taxa, n_categories, 4, n_patterns))
-        tips[:] = _as_array(tip_partials)[:, None]
-        n_blocks = max(1, min(numba.get_num_threads(), n_trees))
-        scratch = workspace.take("scratch", (n_blocks, n_taxa - 3, n_categories, 4, n_patterns))
-        matrices = _as_array(transitions)
-        log_likelihood = np.empty(n_trees)
-        grad_transitions = np.zeros_like(matrices) if with_gradient else matrices[:0]
-        grad_frequencies = np.zeros((n_trees if with_gradient else 0, 4))
-        grad_weights = np.zeros((n_trees if with_gradient else 0, n_categories))
-        kernels.log_likelihoods(
-            tips, scratch, matrices, schedule.child_rows, schedule.child_edges,
-            schedule.root_child_rows, schedule.root_child_edges, _as_array(frequencies),
-            _as_array(category_weights), _as_array(pattern_weights), log_likelihood,
-            with_gradient, grad_transitions, grad_frequencies, grad_weights,
+        log_likelihood, *gradients = workspace.log_likelihoods(
+            schedule, _as_array(transitions), _as_array(frequencies),
+            _as_array(category_weights), tip_partials, pattern_weights, with_gradient,
         )  # fmt: skip
         dtype = transitions.dtype
-        ctx.gradients = tuple(
-            torch.as_tensor(array, dtype=dtype)
-            for array in (grad_transitions, grad_frequencies, grad_weights)
-        )
+        ctx.gradients = tuple(torch.as_tensor(array, dtype=dtype) for array in gradients)
         return torch.as_tensor(log_likelihood, dtype=dtype)
 
     @staticmethod
@@ -134,7 +156,7 @@ def pruning_log_likelihood(
     category_weights: torch.Tensor,
     tip_partials: torch.Tensor,
     pattern_weights: torch.Tensor,
-    workspace: Workspace | None = None,
+    workspace: Workspace | CudaWorkspace | None = None,
 ) -> torch.Tensor:
     """Log-likelihood `[B]` of the scheduled trees.
 
@@ -142,8 +164,9 @@ def pruning_log_likelihood(
     Jukes-Cantor, `[B, E, C, 2]`: the pair (a, b) of P = a I + b J (cheaper loops,
     vbpi_mix.phylo.jukes_cantor_kernels); frequencies `[4]`, category_weights `[C]`,
     tip_partials `[N, 4, P]`, pattern_weights `[P]`. Differentiable in transitions,
-    frequencies and category weights. Without a `workspace` the call allocates its own
-    buffers.
+    frequencies and category weights. The workspace picks the kernel: a `Workspace` runs the
+    CPU kernel, a `CudaWorkspace` the GPU one (vbpi_mix.phylo.cuda_pruning; 4 x 4 matrices
+    only). Without a `workspace` the call runs on the CPU with buffers of its own.
     """
     flat = transitions.flatten(0, 1)
     differentiable = (flat, frequencies, category_weights)
@@ -159,16 +182,26 @@ class TreeLikelihood:
 
     Call with parent arrays `[B, 2N-3]` and branch lengths `[..., B, E]`; returns `[..., B]`,
     differentiable in the branch lengths and the model's tensors. Leading dimensions of the
-    branch lengths share the B topologies.
+    branch lengths share the B topologies. With `device="cuda"` the pruning runs on an
+    NVIDIA GPU (vbpi_mix.phylo.cuda_pruning), everything else, tensors included, stays on
+    the CPU; the GPU kernel takes the general 4 x 4 matrices, also under JC69.
     """
 
-    def __init__(self, alignment: Alignment, model: SubstitutionModel) -> None:
+    def __init__(
+        self, alignment: Alignment, model: SubstitutionModel, device: LikelihoodDevice = "cpu"
+    ) -> None:
         self.alignment = alignment
         self.model = model
         self.tip_partials = alignment.tip_partials()
         self.pattern_weights = alignment.pattern_weights()
-        self.workspace = Workspace()
-        self.jukes_cantor = model.is_jukes_cantor()
+        self.workspace: Workspace | CudaWorkspace
+        if device == "cuda":
+            from vbpi_mix.phylo.cuda_pruning import CudaWorkspace  # imports numba.cuda
+
+            self.workspace = CudaWorkspace()
+        else:
+            self.workspace = Workspace()
+        self.jukes_cantor = device == "cpu" and model.is_jukes_cantor()
 
     def __call__(self, parents: np.ndarray, branch_lengths: torch.Tensor) -> torch.Tensor:
         parents = np.asarray(parents).reshape(-1, branch_lengths.shape[-1])

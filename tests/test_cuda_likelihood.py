@@ -1,0 +1,115 @@
+"""The GPU pruning kernel (vbpi_mix.phylo.cuda_pruning) against the CPU kernel, which the
+likelihood tests check against IQ-TREE, enumeration and finite differences, and against the
+reference recursion where only rescaling keeps sites in double range.
+
+Without an NVIDIA GPU, conftest.py runs numba's CUDA simulator, the same kernel code executed
+thread by thread on the CPU (slow: small problems only); on a GPU these tests run the
+compiled kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from numba import config as numba_config
+
+from tests.test_likelihood import GTR_RATES, small_problem
+from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.phylo.alignment import Alignment
+from vbpi_mix.phylo.likelihood import TreeLikelihood, Workspace
+from vbpi_mix.phylo.models import GTR, JC69, K80
+from vbpi_mix.phylo.reference_pruning import reference_log_likelihood
+from vbpi_mix.phylo.schedule import build_schedule
+from vbpi_mix.trees.random_tree import random_parents
+
+cuda_pruning = pytest.importorskip("vbpi_mix.phylo.cuda_pruning")
+SIMULATED = bool(numba_config.ENABLE_CUDASIM)
+pytestmark = pytest.mark.skipif(
+    not cuda_pruning.cuda_available(), reason="no CUDA GPU and no numba CUDA simulator"
+)
+
+
+def kernel_outputs(workspace, model, alignment, parents, lengths, **options):
+    """(log L, and d log L_b / d transitions, pi, category weights) from one workspace."""
+    matrices = model.transition_matrices(torch.as_tensor(lengths)).flatten(0, 1)
+    return workspace.log_likelihoods(
+        build_schedule(parents, alignment.n_taxa), matrices.numpy(), model.frequencies.numpy(),
+        model.category_weights.numpy(), alignment.tip_partials(), alignment.pattern_weights(),
+        True, **options,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rescale_range", [None, (0.5, 1.5)], ids=["double-range", "rescale-every-pattern"]
+)
+def test_gpu_kernel_equals_cpu_kernel(rescale_range):
+    """GTR+G2 on three different 6-taxon trees, more patterns than one block of threads (sums
+    across blocks): log L and the gradients in every transition matrix, pi and the category
+    weights equal the CPU kernel's. The narrow range rescales almost every vector, inside and
+    outside, on the GPU alone, which must not change any result."""
+    model = GTR(torch.tensor(GTR_RATES, dtype=torch.float64), None, 2, 0.6)
+    alignment, parents, _ = small_problem(6, 110, seed=21, model=model)
+    assert alignment.n_patterns > cuda_pruning.BLOCK
+    rng = np.random.default_rng(22)
+    parents = np.stack([parents, random_parents(6, rng), random_parents(6, rng)])
+    lengths = rng.uniform(0.01, 0.8, parents.shape)
+    options = {} if rescale_range is None else {"rescale_range": rescale_range}
+    gpu = kernel_outputs(
+        cuda_pruning.CudaWorkspace(), model, alignment, parents, lengths, **options
+    )
+    cpu = kernel_outputs(Workspace(), model, alignment, parents, lengths)
+    for gpu_values, cpu_values in zip(gpu, cpu, strict=True):
+        assert gpu_values.shape == cpu_values.shape
+        np.testing.assert_allclose(gpu_values, cpu_values, rtol=1e-11, atol=1e-11)
+
+
+def test_tree_likelihood_on_cuda_equals_cpu_under_jukes_cantor():
+    """Through TreeLikelihood, where the CPU takes its Jukes-Cantor loops and the GPU the
+    4 x 4 matrices: values and branch-length gradients (random upstream weights) agree, with
+    leading dimensions sharing the topologies, in a first call and in a second one that reuses
+    each workspace's buffers."""
+    alignment, parents, _ = small_problem(5, 40, seed=23)
+    rng = np.random.default_rng(24)
+    parents = np.stack([parents, random_parents(5, rng)])
+    upstream = torch.as_tensor(rng.normal(size=(2, 2)))
+    cpu, gpu = TreeLikelihood(alignment, JC69()), TreeLikelihood(alignment, JC69(), "cuda")
+    for _ in range(2):
+        lengths = rng.uniform(0.01, 0.5, (2, 2, 7))
+        outcomes = []
+        for likelihood in (cpu, gpu):
+            branch_lengths = torch.as_tensor(lengths).requires_grad_()
+            value = likelihood(parents, branch_lengths)
+            (gradient,) = torch.autograd.grad((value * upstream).sum(), branch_lengths)
+            outcomes.append((value.detach(), gradient))
+        (cpu_value, cpu_gradient), (gpu_value, gpu_gradient) = outcomes
+        torch.testing.assert_close(gpu_value, cpu_value, rtol=1e-12, atol=1e-10)
+        torch.testing.assert_close(gpu_gradient, cpu_gradient, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(SIMULATED, reason="64 taxa take minutes in numba's CUDA simulator")
+@pytest.mark.parametrize("model", [JC69(), K80(3.0)], ids=["JC", "K80"])
+def test_site_likelihoods_below_double_range_do_not_underflow_on_the_gpu(model):
+    """As the CPU kernel's test: 64 taxa, random states, branches of about 1e-10, so that only
+    rescaling keeps sites (far below 1e-308) and their gradients finite; value and
+    branch-length gradient against the reference recursion."""
+    rng = np.random.default_rng(12)
+    parents = random_parents(64, rng)
+    records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 40))) for i in range(64)]
+    alignment = Alignment.from_sequences(records)
+    lengths = torch.as_tensor(rng.uniform(1e-10, 2e-10, (1, 125))).requires_grad_()
+    value = TreeLikelihood(alignment, model, "cuda")(parents[None], lengths)
+    (gradient,) = torch.autograd.grad(value.sum(), lengths)
+    assert float(value.detach()) / alignment.n_sites < np.log(np.finfo(np.float64).tiny)
+    reference_lengths = lengths.detach()[0].clone().requires_grad_()
+    expected = reference_log_likelihood(alignment, model, parents, reference_lengths)
+    (expected_gradient,) = torch.autograd.grad(expected, reference_lengths)
+    assert float(value.detach()) == pytest.approx(expected.item(), rel=1e-10)
+    torch.testing.assert_close(gradient[0], expected_gradient, rtol=1e-8, atol=0)
+
+
+def test_more_rate_categories_than_the_kernel_holds_are_refused():
+    model = JC69(gamma_categories=cuda_pruning.MAX_CATEGORIES + 1, alpha=0.5)
+    alignment, parents, lengths = small_problem(4, 10, seed=25)
+    with pytest.raises(VbpiMixError, match=f"at most {cuda_pruning.MAX_CATEGORIES} rate"):
+        TreeLikelihood(alignment, model, "cuda")(parents[None], torch.as_tensor(lengths)[None])
