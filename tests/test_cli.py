@@ -55,6 +55,36 @@ def test_threads_sizes_both_pools_leaves_values_alone_and_refuses_too_many(capsy
     assert error.count("\n") == 1 and error.startswith("vbpi-mix: error: --threads")
 
 
+def test_loglik_on_cuda_prints_the_cpu_values(tmp_path, capsys):
+    """--likelihood-device cuda (on a GPU, or in numba's CUDA simulator: conftest.py) gives
+    the CPU kernel's values to the printed digits; 5 taxa keep the simulator quick."""
+    fasta, trees = tmp_path / "five.fasta", tmp_path / "two.nwk"
+    sequences = ["ACGTACGTTA", "ACGTTCGTTA", "ACCTACGATA", "TCGTACGTTG", "ACGAACGTTA"]
+    fasta.write_text("".join(f">t{i}\n{s}\n" for i, s in enumerate(sequences)))
+    trees.write_text(
+        "((t0:0.1,t1:0.2):0.05,(t2:0.3,t3:0.1):0.2,t4:0.4);\n"
+        "((t0:0.1,t2:0.2):0.05,(t1:0.3,t4:0.1):0.2,t3:0.4);\n"
+    )
+    printed = {}
+    for device in ("cpu", "cuda"):
+        command = ["loglik", str(fasta), str(trees), "--quiet", "--likelihood-device", device]
+        assert main(command) == 0
+        printed[device] = capsys.readouterr().out
+    assert printed["cuda"] == printed["cpu"]
+    assert len(printed["cpu"].splitlines()) == 2
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
+def test_likelihood_device_cuda_without_a_gpu_is_a_one_line_error():
+    environment = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    command = [sys.executable, "-m", "vbpi_mix.cli", "loglik", str(EXAMPLE_FASTA),
+               str(EXAMPLE_TREE), "--quiet", "--likelihood-device", "cuda"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and "numba finds no CUDA GPU" in result.stderr
+    assert result.stdout == ""
+
+
 def test_loglik_json_many_trees_and_models(tmp_path, capsys):
     tree = EXAMPLE_TREE.read_text().strip()
     scaled = tree.replace(":0.", ":0.0")  # same topology, shorter branches

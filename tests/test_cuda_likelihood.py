@@ -68,7 +68,7 @@ def test_tree_likelihood_on_cuda_equals_cpu_under_jukes_cantor():
     """Through TreeLikelihood, where the CPU takes its Jukes-Cantor loops and the GPU the
     4 x 4 matrices: values and branch-length gradients (random upstream weights) agree, with
     leading dimensions sharing the topologies, in a first call and in a second one that reuses
-    each workspace's buffers."""
+    each workspace's buffers, and values without a gradient."""
     alignment, parents, _ = small_problem(5, 40, seed=23)
     rng = np.random.default_rng(24)
     parents = np.stack([parents, random_parents(5, rng)])
@@ -85,6 +85,9 @@ def test_tree_likelihood_on_cuda_equals_cpu_under_jukes_cantor():
         (cpu_value, cpu_gradient), (gpu_value, gpu_gradient) = outcomes
         torch.testing.assert_close(gpu_value, cpu_value, rtol=1e-12, atol=1e-10)
         torch.testing.assert_close(gpu_gradient, cpu_gradient, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():  # the kernel's likelihood-only path
+        lengths = torch.as_tensor(rng.uniform(0.01, 0.5, (2, 2, 7)))
+        torch.testing.assert_close(gpu(parents, lengths), cpu(parents, lengths), rtol=1e-12, atol=0)
 
 
 @pytest.mark.skipif(SIMULATED, reason="64 taxa take minutes in numba's CUDA simulator")

@@ -23,6 +23,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.phylo.likelihood import LikelihoodDevice
 from vbpi_mix.trees.support import Support, build_support, golden_probabilities
 
 RESULT = "result.json"
@@ -82,7 +83,12 @@ def _dataset_inputs(data_dir: Path, dataset: str) -> tuple[Path, Support]:
 
 
 def run_setting(
-    setting: Setting, protocol: Protocol, data_dir: Path, out: Path, progress: bool
+    setting: Setting,
+    protocol: Protocol,
+    data_dir: Path,
+    out: Path,
+    progress: bool,
+    likelihood_device: LikelihoodDevice = "cpu",
 ) -> None:
     """Fit (or resume) one setting, evaluate it and write its result.json atomically; a
     setting already finished under this protocol is left as it is."""
@@ -92,7 +98,7 @@ def run_setting(
     alignment, support = _dataset_inputs(data_dir, setting.dataset)
     model = ModelConfig(alignment=str(alignment.resolve()), components=setting.components)
     training = protocol.training(setting.estimator, setting.subset, setting.seed)
-    run = create_run(folder, model, training, support)
+    run = create_run(folder, model, training, support, likelihood_device)
     run.trainer.run(progress=progress)
     golden = None
     if (data_dir / setting.dataset / "golden").is_dir():  # DS1-DS4
@@ -137,8 +143,13 @@ def check_bench(settings: list[Setting], data_dir: Path, out: Path, resume: bool
 
 
 def run_bench(
-    settings: list[Setting], protocol: Protocol, data_dir: Path, out: Path, progress: bool = True
+    settings: list[Setting],
+    protocol: Protocol,
+    data_dir: Path,
+    out: Path,
+    progress: bool = True,
+    likelihood_device: LikelihoodDevice = "cpu",
 ) -> None:
     """Run every setting in order; finished ones are skipped (see `collect_finished`)."""
     for setting in tqdm(settings, desc="bench", unit="run", disable=not progress or None):
-        run_setting(setting, protocol, data_dir, out, progress)
+        run_setting(setting, protocol, data_dir, out, progress, likelihood_device)

@@ -138,7 +138,9 @@ def create_run(
             )
     folder.mkdir(parents=True, exist_ok=True)
     attach_run_log(folder)
-    LOG.info("fit %s with %s", model.alignment, json.dumps(settings))
+    LOG.info(
+        "fit %s with %s, likelihood on %s", model.alignment, json.dumps(settings), likelihood_device
+    )
     write_text_atomic(folder / CONFIG, json.dumps(settings, indent=2) + "\n")
     if not (folder / SUPPORT).is_file():
         lines = [

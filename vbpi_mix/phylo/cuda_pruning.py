@@ -30,15 +30,18 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from numba import cuda, float64
-from numba.core.errors import NumbaPerformanceWarning
 
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo.kernel_options import RESCALE_ABOVE, RESCALE_BELOW, TINY
 from vbpi_mix.phylo.schedule import Schedule
+
+if TYPE_CHECKING:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
 
 BLOCK = 64  # threads (site patterns) per block
 MAX_CATEGORIES = 8  # a thread keeps three messages `[C, 4]` in fixed-size local memory
@@ -229,18 +232,13 @@ def _zero(values):
         values[index] = 0.0
 
 
-def _zeros(size: int):
-    values = cuda.device_array(max(size, 1))
-    _zero[(values.size + 255) // 256, 256](values)
-    return values
-
-
 @contextmanager
 def _quiet_about_occupancy():
     """Silence numba's warning that a small grid leaves the GPU idle: small batches are the
-    caller's choice, and the warning would be printed for every new grid size."""
+    caller's choice, and the warning would be printed for every new grid size. (Matched by
+    its text: numba-cuda raises its own copy of NumbaPerformanceWarning.)"""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        warnings.filterwarnings("ignore", message=".*under-utilization")
         yield
 
 
@@ -250,9 +248,12 @@ def cuda_available() -> bool:
 
 
 class CudaWorkspace:
-    """Device copies of the padded tips and pattern weights (uploaded once per alignment) and
-    the inside-vector buffer (grown as needed) for repeated kernel calls; the GPU's
-    counterpart of vbpi_mix.phylo.likelihood.Workspace."""
+    """Device memory for repeated kernel calls, the GPU's counterpart of
+    vbpi_mix.phylo.likelihood.Workspace: the padded tips and pattern weights (uploaded once
+    per alignment) and grow-only buffers for the inside vectors, the call's inputs (one float
+    and one integer array, so that a call makes two copies to the GPU) and its outputs (one
+    array, zeroed by one launch and copied back once). Allocating and freeing device memory
+    per call, as `cuda.to_device` does, made a call cost over 2 ms (H100) whatever its size."""
 
     def __init__(self) -> None:
         if not cuda_available():
@@ -262,7 +263,7 @@ class CudaWorkspace:
             )
         self._source: tuple[torch.Tensor, torch.Tensor] | None = None
         self._tips = self._pattern_weights = None
-        self._inner = cuda.device_array(0)
+        self._buffers: dict[str, DeviceNDArray] = {}
 
     def _upload(self, tip_partials: torch.Tensor, pattern_weights: torch.Tensor) -> None:
         """Pad and upload tips `[N, 4, P]` and pattern weights `[P]`, unless these very
@@ -280,11 +281,24 @@ class CudaWorkspace:
         self._tips, self._pattern_weights = cuda.to_device(tips), cuda.to_device(weights)
         self._source = (tip_partials, pattern_weights)
 
-    def _inner_vectors(self, shape: tuple[int, ...]):
-        size = int(np.prod(shape, dtype=np.int64))
-        if self._inner.size < size:
-            self._inner = cuda.device_array(size)
-        return self._inner[:size].reshape(shape)
+    def _take(self, name: str, size: int, dtype: type = np.float64) -> DeviceNDArray:
+        """A flat device array of `size` elements from buffer `name` (contents undefined)."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = cuda.device_array(max(size, 1), dtype=dtype)
+            self._buffers[name] = buffer
+        return buffer[:size]
+
+    def _upload_inputs(self, name: str, arrays: list[np.ndarray], dtype: type) -> list:
+        """The arrays copied to the GPU in one transfer, as device views of their shapes."""
+        flat = np.concatenate([np.ravel(a) for a in arrays]).astype(dtype, copy=False)
+        device = self._take(name, flat.size, dtype)
+        device.copy_to_device(flat)
+        views, start = [], 0
+        for array in arrays:
+            views.append(device[start : start + array.size].reshape(array.shape))
+            start += array.size
+        return views
 
     def log_likelihoods(
         self,
@@ -332,22 +346,30 @@ class CudaWorkspace:
         category_weights: np.ndarray,
         with_gradient: bool,
         rescale_range: tuple[float, float],
-    ) -> tuple[np.ndarray, ...]:
+    ) -> list[np.ndarray]:
         """Copy the call's inputs to the GPU, run the kernel, copy the four flat outputs back."""
         n_trees, n_taxa, n_categories = schedule.n_trees, schedule.n_taxa, matrices.shape[1]
         n_inner, padded = n_taxa - 3, self._pattern_weights.size
-        inner = self._inner_vectors((n_trees, max(n_inner, 1), n_categories, 4, padded))
-        outputs = (
-            _zeros(n_trees),
-            _zeros(matrices.size if with_gradient else 0),
-            _zeros(n_trees * 4 if with_gradient else 0),
-            _zeros(n_trees * n_categories if with_gradient else 0),
+        inner_shape = (n_trees, max(n_inner, 1), n_categories, 4, padded)
+        inner = self._take("inner", int(np.prod(inner_shape))).reshape(inner_shape)
+        floats = self._upload_inputs(
+            "floats", [matrices, frequencies, category_weights], np.float64
         )
-        _pruning_kernel[(padded // BLOCK, n_trees), BLOCK](
-            self._tips, inner, n_inner, cuda.to_device(matrices),
-            cuda.to_device(schedule.child_rows), cuda.to_device(schedule.child_edges),
-            cuda.to_device(schedule.root_child_rows), cuda.to_device(schedule.root_child_edges),
-            cuda.to_device(frequencies), cuda.to_device(category_weights),
-            self._pattern_weights, rescale_range[0], rescale_range[1], with_gradient, *outputs,
+        integers = self._upload_inputs(
+            "integers",
+            [schedule.child_rows, schedule.child_edges, schedule.root_child_rows,
+             schedule.root_child_edges],
+            np.int64,
         )  # fmt: skip
-        return tuple(values.copy_to_host() for values in outputs)
+        sizes = [n_trees, matrices.size, n_trees * 4, n_trees * n_categories]
+        ends = np.cumsum(sizes if with_gradient else [n_trees, 1, 1, 1])
+        starts = np.concatenate([[0], ends[:-1]])
+        outputs = self._take("outputs", int(ends[-1]))
+        _zero[(outputs.size + 255) // 256, 256](outputs)
+        _pruning_kernel[(padded // BLOCK, n_trees), BLOCK](
+            self._tips, inner, n_inner, floats[0], *integers, floats[1], floats[2],
+            self._pattern_weights, rescale_range[0], rescale_range[1], with_gradient,
+            *(outputs[a:b] for a, b in zip(starts, ends, strict=True)),
+        )  # fmt: skip
+        host = outputs.copy_to_host()
+        return [host[a:b] for a, b in zip(starts, ends, strict=True)]
