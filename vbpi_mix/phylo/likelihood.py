@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo import pruning_kernels as kernels
 from vbpi_mix.phylo.alignment import Alignment
 from vbpi_mix.phylo.models import SubstitutionModel
@@ -196,8 +197,13 @@ class TreeLikelihood:
         self.pattern_weights = alignment.pattern_weights()
         self.workspace: Workspace | CudaWorkspace
         if device == "cuda":
-            from vbpi_mix.phylo.cuda_pruning import CudaWorkspace  # imports numba.cuda
-
+            try:
+                from vbpi_mix.phylo.cuda_pruning import CudaWorkspace  # imports numba.cuda
+            except ImportError as error:
+                raise VbpiMixError(
+                    f"--likelihood-device cuda needs numba's CUDA target (pip install "
+                    f"numba-cuda): {error}"
+                ) from error
             self.workspace = CudaWorkspace()
         else:
             self.workspace = Workspace()
