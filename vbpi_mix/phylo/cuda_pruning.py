@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from numba import cuda, float64
+from numba.cuda.cudadrv.driver import CudaAPIError
 
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo.kernel_options import RESCALE_ABOVE, RESCALE_BELOW, TINY
@@ -323,11 +324,17 @@ class CudaWorkspace:
                 f"the CUDA likelihood takes at most {MAX_CATEGORIES} rate categories; "
                 f"got {n_categories} (use --likelihood-device cpu)"
             )
-        self._upload(tip_partials, pattern_weights)
-        with _quiet_about_occupancy():
-            log_likelihood, grad_matrices, grad_frequencies, grad_weights = self._launch(
-                schedule, matrices, frequencies, category_weights, with_gradient, rescale_range
-            )
+        try:
+            self._upload(tip_partials, pattern_weights)
+            with _quiet_about_occupancy():
+                log_likelihood, grad_matrices, grad_frequencies, grad_weights = self._launch(
+                    schedule, matrices, frequencies, category_weights, with_gradient, rescale_range
+                )
+        except CudaAPIError as error:  # out of GPU memory, above all
+            raise VbpiMixError(
+                f"the GPU likelihood of {schedule.n_trees} trees failed ({error}); use fewer "
+                "particles per call or --likelihood-device cpu"
+            ) from error
         n_trees = schedule.n_trees
         if not with_gradient:
             return log_likelihood, matrices[:0], np.zeros((0, 4)), np.zeros((0, n_categories))
