@@ -116,3 +116,19 @@ def test_more_rate_categories_than_the_kernel_holds_are_refused():
     alignment, parents, lengths = small_problem(4, 10, seed=25)
     with pytest.raises(VbpiMixError, match=f"at most {cuda_pruning.MAX_CATEGORIES} rate"):
         TreeLikelihood(alignment, model, "cuda")(parents[None], torch.as_tensor(lengths)[None])
+
+
+def test_a_cuda_target_that_cannot_compile_is_a_one_line_error(monkeypatch):
+    """As numba-cuda 0.68 under numpy 2.5: the workspace's trial kernel fails to compile."""
+
+    def failing_launch(*_):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'\n(traceback lines)")
+
+    class Uncompilable:
+        def __getitem__(self, configuration):
+            return failing_launch
+
+    monkeypatch.setattr(cuda_pruning, "_zero", Uncompilable())
+    with pytest.raises(VbpiMixError, match="row_stack'\\); check numba-cuda") as caught:
+        cuda_pruning.CudaWorkspace()
+    assert "\n" not in str(caught.value)

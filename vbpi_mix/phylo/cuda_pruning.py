@@ -262,6 +262,15 @@ class CudaWorkspace:
                 "--likelihood-device cuda: numba finds no CUDA GPU (check the NVIDIA driver, "
                 "or use --likelihood-device cpu)"
             )
+        try:  # compiling and running a trivial kernel shows whether numba's CUDA target works
+            _zero[1, 1](cuda.device_array(1))
+        except Exception as error:
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            raise VbpiMixError(
+                f"--likelihood-device cuda: numba cannot run a CUDA kernel here "
+                f"({type(error).__name__}: {first_line}); check numba-cuda against numpy "
+                "(numba-cuda 0.68 fails under numpy 2.5) or use --likelihood-device cpu"
+            ) from error
         self._source: tuple[torch.Tensor, torch.Tensor] | None = None
         self._tips = self._pattern_weights = None
         self._buffers: dict[str, DeviceNDArray] = {}
