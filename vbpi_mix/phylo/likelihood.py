@@ -31,7 +31,9 @@ The gradient with respect to the transition matrices then flows through autograd
 lengths and model parameters. The per-node loops are compiled
 (vbpi_mix.phylo.pruning_kernels). Under JC69 (`SubstitutionModel.is_jukes_cantor`) each
 matrix is passed as the pair (a, b) of P = a I + b J and cheaper loops run
-(vbpi_mix.phylo.jukes_cantor_kernels): 1.3x faster for the same values.
+(vbpi_mix.phylo.jukes_cantor_kernels): 1.3x faster for the same values. On an NVIDIA GPU the
+same quantities come from vbpi_mix.phylo.cuda_pruning (`TreeLikelihood(..., device="cuda")`):
+the kernel is chosen by the workspace handed to `pruning_log_likelihood`.
 """
 
 from __future__ import annotations
