@@ -111,6 +111,8 @@ def _edge_gradient(
 
         d log L / d P_edge[c, i, j] += coefficient w_c U[c, i] L_row[c, j]   (summed over p),
 
+    coefficient being n_p / site(p) computed from the same (rescaled) vectors,
+
     and, for an internal node, its outside vector D = P_edge^T U written over its inside
     vector (read first, category by category), rescaled when out of range."""
     t = cuda.threadIdx.x
@@ -127,7 +129,13 @@ def _edge_gradient(
             lower = scale * _entry(tips, inner, b, first_row, row, c, j, p)
             for i in range(4):
                 shared[t, 4 * i + j] = u[i] * lower
-        _block_add(shared, 0, _GRADIENT_WIDTH, grad_transitions, (edge * n_categories + c) * 16)
+        _block_add(
+            shared,
+            0,
+            _GRADIENT_WIDTH,
+            grad_transitions,
+            (edge * n_categories + c) * _GRADIENT_WIDTH,
+        )
         if internal:
             for j in range(4):
                 down = (
@@ -253,8 +261,9 @@ class CudaWorkspace:
     vbpi_mix.phylo.likelihood.Workspace: the padded tips and pattern weights (uploaded once
     per alignment) and grow-only buffers for the inside vectors, the call's inputs (one float
     and one integer array, so that a call makes two copies to the GPU) and its outputs (one
-    array, zeroed by one launch and copied back once). Allocating and freeing device memory
-    per call, as `cuda.to_device` does, made a call cost over 2 ms (H100) whatever its size."""
+    array, zeroed by one launch and copied back once), in place of a dozen allocations and
+    copies per call. A call still costs about 2 ms whatever its size (H100; the buffers took
+    0.1-0.3 ms off it), for reasons not yet measured (benchmarks/results/gpu.md)."""
 
     def __init__(self) -> None:
         if not cuda_available():
