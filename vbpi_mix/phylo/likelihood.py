@@ -58,7 +58,9 @@ LikelihoodDevice = Literal["cpu", "cuda"]
 
 
 class Workspace:
-    """Reusable kernel buffers, so that repeated calls do not pay for fresh memory.
+    """The CPU kernel's reusable buffers and its call (`log_likelihoods`); the GPU counterpart
+    is vbpi_mix.phylo.cuda_pruning.CudaWorkspace. Buffers are reused so that repeated calls do
+    not pay for fresh memory.
 
     Fresh multi-megabyte arrays are page-faulted in on every call (measured: several times
     the cost of the arithmetic). A workspace keeps the largest buffers seen and hands out
