@@ -103,8 +103,9 @@ def main() -> None:
         series = time_table(data_dir, dataset, args)
         if args.plot:
             stem = args.plot if len(args.datasets) == 1 else Path(f"{args.plot}_{dataset}")
+            device = ", likelihood on the GPU" if args.likelihood_device == "cuda" else ""
             plot_seconds_against_components(
-                series, stem, f"{dataset}, K=10, {args.threads} threads"
+                series, stem, f"{dataset}, K=10, {args.threads} threads{device}"
             )
 
 
