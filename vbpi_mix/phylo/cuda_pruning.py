@@ -76,6 +76,17 @@ def _message(messages, slot, transitions, edge, tips, inner, b, first_row, row, 
 
 
 @cuda.jit(device=True)
+def _child_messages(
+    messages, transitions, child_edges, child_rows, k, tips, inner, b, first_row, p
+):
+    """messages[s] = the message from child s (0, 1) of internal schedule row k, for the
+    inside pass (their product) and the outside pass (each child's U needs the other's)."""
+    for s in range(2):
+        _message(messages, s, transitions, child_edges[k, s], tips, inner, b, first_row,
+                 child_rows[k, s], p)  # fmt: skip
+
+
+@cuda.jit(device=True)
 def _rescale(inner, b, j, p, largest, n_categories):
     """Divide pattern p of inside/outside vector j of tree b by its largest entry (at least
     TINY); return the log of the factor taken out."""
@@ -169,10 +180,8 @@ def _pruning_kernel(
     log_scale = 0.0
     for j in range(n_inner):
         k = b * n_inner + j
-        _message(messages, 0, transitions, child_edges[k, 0], tips, inner, b, first_row,
-                 child_rows[k, 0], p)  # fmt: skip
-        _message(messages, 1, transitions, child_edges[k, 1], tips, inner, b, first_row,
-                 child_rows[k, 1], p)  # fmt: skip
+        _child_messages(messages, transitions, child_edges, child_rows, k, tips, inner, b,
+                        first_row, p)  # fmt: skip
         largest = 0.0
         for c in range(n_categories):
             for i in range(4):
@@ -214,10 +223,8 @@ def _pruning_kernel(
     # internal nodes parents first: node j holds its D; U(child s) = D * message of the other
     for j in range(n_inner - 1, -1, -1):
         k = b * n_inner + j
-        _message(messages, 0, transitions, child_edges[k, 0], tips, inner, b, first_row,
-                 child_rows[k, 0], p)  # fmt: skip
-        _message(messages, 1, transitions, child_edges[k, 1], tips, inner, b, first_row,
-                 child_rows[k, 1], p)  # fmt: skip
+        _child_messages(messages, transitions, child_edges, child_rows, k, tips, inner, b,
+                        first_row, p)  # fmt: skip
         site = 0.0
         for c in range(n_categories):
             for i in range(4):
