@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -263,14 +265,33 @@ def cuda_available() -> bool:
     return bool(cuda.is_available())
 
 
+@dataclass(frozen=True)
+class _CallArrays:
+    """Everything a call of one shape launches with, made once and reused: device views of
+    the workspace's buffers (inputs, outputs, inside vectors), pinned host staging for the
+    inputs and the configured kernels. numba-cuda builds each device-array view in Python
+    (about 25 us on the H100 machine), and making a call's 19 views afresh each time was most
+    of its cost (benchmarks/results/gpu.md)."""
+
+    host_floats: np.ndarray  # transition matrices, frequencies, category weights, flat
+    host_integers: np.ndarray  # child rows, child edges, root rows, root edges, flat
+    floats: DeviceNDArray
+    integers: DeviceNDArray
+    outputs: DeviceNDArray  # log L, then (with a gradient) the three gradients, flat
+    output_bounds: list[tuple[int, int]]
+    kernel_arguments: tuple
+    zero_outputs: Callable
+    pruning: Callable
+
+
 class CudaWorkspace:
     """Device memory for repeated kernel calls, the GPU's counterpart of
     vbpi_mix.phylo.likelihood.Workspace: the padded tips and pattern weights (uploaded once
     per alignment) and grow-only buffers for the inside vectors, the call's inputs (one float
     and one integer array, so that a call makes two copies to the GPU) and its outputs (one
-    array, zeroed by one launch and copied back once), in place of a dozen allocations and
-    copies per call. A call still costs about 2 ms whatever its size (H100; the buffers took
-    0.1-0.3 ms off it), for reasons not yet measured (benchmarks/results/gpu.md)."""
+    array, zeroed by one launch and copied back once). The views and staging arrays of a call
+    are kept per call shape (`_CallArrays`), so that a training step, whose shape repeats,
+    builds none of them."""
 
     def __init__(self) -> None:
         if not cuda_available():
@@ -290,6 +311,7 @@ class CudaWorkspace:
         self._source: tuple[torch.Tensor, torch.Tensor] | None = None
         self._tips = self._pattern_weights = None
         self._buffers: dict[str, DeviceNDArray] = {}
+        self._calls: dict[tuple, _CallArrays] = {}
 
     def _upload(self, tip_partials: torch.Tensor, pattern_weights: torch.Tensor) -> None:
         """Pad and upload tips `[N, 4, P]` and pattern weights `[P]`, unless these very
@@ -306,25 +328,17 @@ class CudaWorkspace:
         weights[:n_patterns] = pattern_weights.detach().cpu().numpy()
         self._tips, self._pattern_weights = cuda.to_device(tips), cuda.to_device(weights)
         self._source = (tip_partials, pattern_weights)
+        self._calls.clear()
 
     def _take(self, name: str, size: int, dtype: type = np.float64) -> DeviceNDArray:
-        """A flat device array of `size` elements from buffer `name` (contents undefined)."""
+        """A flat device array of `size` elements from buffer `name` (contents undefined).
+        Growing a buffer drops the kept call arrays, whose views are of the old one."""
         buffer = self._buffers.get(name)
         if buffer is None or buffer.size < size:
             buffer = cuda.device_array(max(size, 1), dtype=dtype)
             self._buffers[name] = buffer
+            self._calls.clear()
         return buffer[:size]
-
-    def _upload_inputs(self, name: str, arrays: list[np.ndarray], dtype: type) -> list:
-        """The arrays copied to the GPU in one transfer, as device views of their shapes."""
-        flat = np.concatenate([np.ravel(a) for a in arrays]).astype(dtype, copy=False)
-        device = self._take(name, flat.size, dtype)
-        device.copy_to_device(flat)
-        views, start = [], 0
-        for array in arrays:
-            views.append(device[start : start + array.size].reshape(array.shape))
-            start += array.size
-        return views
 
     def log_likelihoods(
         self,
@@ -353,8 +367,9 @@ class CudaWorkspace:
             self._upload(tip_partials, pattern_weights)
             with _quiet_about_occupancy():
                 log_likelihood, grad_matrices, grad_frequencies, grad_weights = self._launch(
-                    schedule, matrices, frequencies, category_weights, with_gradient, rescale_range
-                )
+                    schedule, [matrices, frequencies, category_weights], with_gradient,
+                    rescale_range,
+                )  # fmt: skip
         except CudaAPIError as error:  # out of GPU memory, above all
             raise VbpiMixError(
                 f"the GPU likelihood of {schedule.n_trees} trees failed ({error}); use fewer "
@@ -373,35 +388,72 @@ class CudaWorkspace:
     def _launch(
         self,
         schedule: Schedule,
-        matrices: np.ndarray,
-        frequencies: np.ndarray,
-        category_weights: np.ndarray,
+        floats: list[np.ndarray],
         with_gradient: bool,
         rescale_range: tuple[float, float],
     ) -> list[np.ndarray]:
-        """Copy the call's inputs to the GPU, run the kernel, copy the four flat outputs back."""
-        n_trees, n_taxa, n_categories = schedule.n_trees, schedule.n_taxa, matrices.shape[1]
-        n_inner, padded = n_taxa - 3, self._pattern_weights.size
+        """Copy the call's inputs (matrices, frequencies, category weights; the schedule's
+        arrays) to the GPU, run the kernel, copy the four flat outputs back."""
+        integers = [schedule.child_rows, schedule.child_edges, schedule.root_child_rows,
+                    schedule.root_child_edges]  # fmt: skip
+        key = (schedule.n_trees, schedule.n_taxa, floats[0].shape, with_gradient, rescale_range)
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = self._call_arrays(schedule, floats, integers, *key[3:])
+        np.concatenate([np.ravel(a) for a in floats], out=call.host_floats)
+        np.concatenate([np.ravel(a) for a in integers], out=call.host_integers)
+        call.floats.copy_to_device(call.host_floats)
+        call.integers.copy_to_device(call.host_integers)
+        call.zero_outputs(call.outputs)
+        call.pruning(*call.kernel_arguments)
+        host = call.outputs.copy_to_host()
+        return [host[a:b] for a, b in call.output_bounds]
+
+    def _call_arrays(
+        self,
+        schedule: Schedule,
+        floats: list[np.ndarray],
+        integers: list[np.ndarray],
+        with_gradient: bool,
+        rescale_range: tuple[float, float],
+    ) -> _CallArrays:
+        """The views, staging arrays and configured kernels for calls shaped like this one."""
+        n_trees, n_categories = schedule.n_trees, floats[0].shape[1]
+        n_inner, padded = schedule.n_taxa - 3, self._pattern_weights.size
         inner_shape = (n_trees, max(n_inner, 1), n_categories, 4, padded)
-        inner = self._take("inner", int(np.prod(inner_shape))).reshape(inner_shape)
-        floats = self._upload_inputs(
-            "floats", [matrices, frequencies, category_weights], np.float64
-        )
-        integers = self._upload_inputs(
-            "integers",
-            [schedule.child_rows, schedule.child_edges, schedule.root_child_rows,
-             schedule.root_child_edges],
-            np.int64,
-        )  # fmt: skip
-        sizes = [n_trees, matrices.size, n_trees * 4, n_trees * n_categories]
-        ends = np.cumsum(sizes if with_gradient else [n_trees, 1, 1, 1])
-        starts = np.concatenate([[0], ends[:-1]])
-        outputs = self._take("outputs", int(ends[-1]))
-        _zero[(outputs.size + 255) // 256, 256](outputs)
-        _pruning_kernel[(padded // BLOCK, n_trees), BLOCK](
-            self._tips, inner, n_inner, floats[0], *integers, floats[1], floats[2],
+        sizes = [n_trees, floats[0].size, n_trees * 4, n_trees * n_categories]
+        ends = np.cumsum(sizes if with_gradient else [n_trees, 1, 1, 1]).tolist()
+        bounds = list(zip([0, *ends[:-1]], ends, strict=True))
+        # taken before any view is made: a buffer that grows drops the kept call arrays
+        inner = self._take("inner", math.prod(inner_shape))
+        device_floats = self._take("floats", sum(a.size for a in floats))
+        device_integers = self._take("integers", sum(a.size for a in integers), np.int64)
+        outputs = self._take("outputs", ends[-1])
+        float_views = _views(device_floats, floats)
+        transitions, frequencies, category_weights = float_views
+        kernel_arguments = (
+            self._tips, inner.reshape(inner_shape), n_inner, transitions,
+            *_views(device_integers, integers), frequencies, category_weights,
             self._pattern_weights, rescale_range[0], rescale_range[1], with_gradient,
-            *(outputs[a:b] for a, b in zip(starts, ends, strict=True)),
+            *(outputs[a:b] for a, b in bounds),
         )  # fmt: skip
-        host = outputs.copy_to_host()
-        return [host[a:b] for a, b in zip(starts, ends, strict=True)]
+        return _CallArrays(
+            host_floats=cuda.pinned_array(device_floats.size),
+            host_integers=cuda.pinned_array(device_integers.size, dtype=np.int64),
+            floats=device_floats,
+            integers=device_integers,
+            outputs=outputs,
+            output_bounds=bounds,
+            kernel_arguments=kernel_arguments,
+            zero_outputs=_zero[(outputs.size + 255) // 256, 256],
+            pruning=_pruning_kernel[(padded // BLOCK, n_trees), BLOCK],
+        )
+
+
+def _views(device: DeviceNDArray, arrays: list[np.ndarray]) -> list[DeviceNDArray]:
+    """Views of the flat device array holding `arrays` one after the other, in their shapes."""
+    views, start = [], 0
+    for array in arrays:
+        views.append(device[start : start + array.size].reshape(array.shape))
+        start += array.size
+    return views

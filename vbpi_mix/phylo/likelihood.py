@@ -189,7 +189,7 @@ class TreeLikelihood:
     differentiable in the branch lengths and the model's tensors. Leading dimensions of the
     branch lengths share the B topologies. With `device="cuda"` the pruning runs on an
     NVIDIA GPU (vbpi_mix.phylo.cuda_pruning), everything else, tensors included, stays on
-    the CPU; the GPU kernel takes the general 4 x 4 matrices, also under JC69.
+    the CPU; the GPU kernel takes 4 x 4 matrices, under JC69 built from the pairs (a, b).
     """
 
     def __init__(
@@ -211,7 +211,8 @@ class TreeLikelihood:
             self.workspace = CudaWorkspace()
         else:
             self.workspace = Workspace()
-        self.jukes_cantor = device == "cpu" and model.is_jukes_cantor()
+        self.device = device
+        self.jukes_cantor = model.is_jukes_cantor()
 
     def __call__(self, parents: np.ndarray, branch_lengths: torch.Tensor) -> torch.Tensor:
         parents = np.asarray(parents).reshape(-1, branch_lengths.shape[-1])
@@ -223,11 +224,12 @@ class TreeLikelihood:
         n_taxa = self.alignment.n_taxa
         schedule = build_schedule(np.tile(parents, (repeats, 1)), n_taxa)
         lengths = branch_lengths.reshape(-1, branch_lengths.shape[-1])
-        transitions = (
-            self.model.jukes_cantor_coefficients(lengths)
-            if self.jukes_cantor
-            else self.model.transition_matrices(lengths)
-        )
+        if not self.jukes_cantor:
+            transitions = self.model.transition_matrices(lengths)
+        elif self.device == "cuda":  # the GPU kernel takes 4 x 4 matrices only
+            transitions = self.model.jukes_cantor_matrices(lengths)
+        else:
+            transitions = self.model.jukes_cantor_coefficients(lengths)
         log_likelihood = pruning_log_likelihood(
             schedule,
             transitions,
