@@ -30,25 +30,35 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def kernel_outputs(workspace, model, alignment, parents, lengths, **options):
-    """(log L, and d log L_b / d transitions, pi, category weights) from one workspace."""
-    matrices = model.transition_matrices(torch.as_tensor(lengths)).flatten(0, 1)
+def kernel_outputs(workspace, model, alignment, parents, lengths, pairs=False, **options):
+    """(log L, and d log L_b / d transitions, pi, category weights) from one workspace, for
+    4 x 4 matrices or (pairs) Jukes-Cantor pairs."""
+    lengths = torch.as_tensor(lengths)
+    transitions = (
+        model.jukes_cantor_coefficients(lengths) if pairs else model.transition_matrices(lengths)
+    )
     return workspace.log_likelihoods(
-        build_schedule(parents, alignment.n_taxa), matrices.numpy(), model.frequencies.numpy(),
-        model.category_weights.numpy(), alignment.tip_partials(), alignment.pattern_weights(),
-        True, **options,
+        build_schedule(parents, alignment.n_taxa), transitions.flatten(0, 1).numpy(),
+        model.frequencies.numpy(), model.category_weights.numpy(), alignment.tip_partials(),
+        alignment.pattern_weights(), True, **options,
     )  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "rescale_range", [None, (0.5, 1.5)], ids=["double-range", "rescale-every-pattern"]
 )
-def test_gpu_kernel_equals_cpu_kernel(rescale_range):
-    """GTR+G2 on three different 6-taxon trees, more patterns than one block of threads (sums
-    across blocks): log L and the gradients in every transition matrix, pi and the category
-    weights equal the CPU kernel's. The narrow range rescales almost every vector, inside and
-    outside, on the GPU alone, which must not change any result."""
-    model = GTR(torch.tensor(GTR_RATES, dtype=torch.float64), None, 2, 0.6)
+@pytest.mark.parametrize("pairs", [False, True], ids=["GTR+G2-matrices", "JC+G2-pairs"])
+def test_gpu_kernel_equals_cpu_kernel(rescale_range, pairs):
+    """Three different 6-taxon trees, more patterns than one block of threads (sums across
+    blocks), GTR+G2 as 4 x 4 matrices or JC+G2 as Jukes-Cantor pairs: log L and the gradients
+    in every transition matrix (or pair), pi and the category weights equal the CPU
+    kernel's. The narrow range rescales almost every vector, inside and outside, on the GPU
+    alone, which must not change any result."""
+    model = (
+        JC69(gamma_categories=2, alpha=0.6)
+        if pairs
+        else GTR(torch.tensor(GTR_RATES, dtype=torch.float64), None, 2, 0.6)
+    )
     alignment, parents, _ = small_problem(6, 110, seed=21, model=model)
     assert alignment.n_patterns > cuda_pruning.BLOCK
     rng = np.random.default_rng(22)
@@ -56,17 +66,17 @@ def test_gpu_kernel_equals_cpu_kernel(rescale_range):
     lengths = rng.uniform(0.01, 0.8, parents.shape)
     options = {} if rescale_range is None else {"rescale_range": rescale_range}
     gpu = kernel_outputs(
-        cuda_pruning.CudaWorkspace(), model, alignment, parents, lengths, **options
+        cuda_pruning.CudaWorkspace(), model, alignment, parents, lengths, pairs, **options
     )
-    cpu = kernel_outputs(Workspace(), model, alignment, parents, lengths)
+    cpu = kernel_outputs(Workspace(), model, alignment, parents, lengths, pairs)
     for gpu_values, cpu_values in zip(gpu, cpu, strict=True):
         assert gpu_values.shape == cpu_values.shape
         np.testing.assert_allclose(gpu_values, cpu_values, rtol=1e-11, atol=1e-11)
 
 
 def test_tree_likelihood_on_cuda_equals_cpu_under_jukes_cantor():
-    """Through TreeLikelihood, where the CPU takes its Jukes-Cantor loops and the GPU the
-    4 x 4 matrices: values and branch-length gradients (random upstream weights) agree, with
+    """Through TreeLikelihood, both kernels taking Jukes-Cantor pairs: values and
+    branch-length gradients (random upstream weights) agree, with
     leading dimensions sharing the topologies, in a first call and in a second one that reuses
     each workspace's buffers, and values without a gradient."""
     alignment, parents, _ = small_problem(5, 40, seed=23)

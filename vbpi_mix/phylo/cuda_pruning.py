@@ -3,8 +3,12 @@ their gradients, with the contract of the CPU kernel (vbpi_mix.phylo.likelihood 
 mathematics), for `TreeLikelihood(..., device="cuda")`.
 
 Only the likelihood runs on the GPU, as BEAGLE offloads it for MrBayes: the caller's tensors
-stay on the CPU, transition matrices `[B*E, C, 4, 4]` go to the GPU and the log-likelihoods
-and gradients come back, a few hundred kilobytes each way per training step.
+stay on the CPU, transition matrices `[B*E, C, 4, 4]` (under Jukes-Cantor their pairs (a, b)
+of P = a I + b J, `[B*E, C, 2]`, as for the CPU kernel) go to the GPU and the log-likelihoods
+and gradients come back, up to a few hundred kilobytes each way per training step. The kernel
+reads a matrix entry through `_transition`, so one kernel serves both forms; with pairs the
+copies and the gradient sums over a block are 8 times smaller, and the caller builds no
+4 x 4 matrices.
 
 One GPU thread per (tree, site pattern) walks its tree's nodes children first (inside
 vectors, kept in a device buffer `[B, N-3, C, 4, P]` with the patterns contiguous, so that
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
 
 BLOCK = 64  # threads (site patterns) per block
 MAX_CATEGORIES = 8  # a thread keeps three messages `[C, 4]` in fixed-size local memory
-_GRADIENT_WIDTH = 16  # values summed over a block at once: one category's 4 x 4 gradient
+_GRADIENT_WIDTH = 16  # most values summed over a block at once: one category's 4 x 4 gradient
 
 
 @cuda.jit(device=True)
@@ -61,6 +65,16 @@ def _entry(tips, inner, b, first_row, row, c, i, p):
 
 
 @cuda.jit(device=True)
+def _transition(transitions, edge, c, i, j):
+    """P_edge[c, i, j] from transitions `[B*E, C, W]`: the matrix row by row (W = 16) or the
+    Jukes-Cantor pair (a, b) of P = a I + b J (W = 2). The test is the same for every thread
+    of a launch, so the threads of a warp never diverge on it."""
+    if transitions.shape[2] == 2:
+        return transitions[edge, c, 1] + (transitions[edge, c, 0] if i == j else 0.0)
+    return transitions[edge, c, 4 * i + j]
+
+
+@cuda.jit(device=True)
 def _message(messages, slot, transitions, edge, tips, inner, b, first_row, row, p):
     """messages[slot, c, i] = sum_j P_edge[c, i, j] L_row[c, j, p] for every category c."""
     for c in range(transitions.shape[1]):
@@ -70,10 +84,10 @@ def _message(messages, slot, transitions, edge, tips, inner, b, first_row, row, 
         x3 = _entry(tips, inner, b, first_row, row, c, 3, p)
         for i in range(4):
             messages[slot, c, i] = (
-                transitions[edge, c, i, 0] * x0
-                + transitions[edge, c, i, 1] * x1
-                + transitions[edge, c, i, 2] * x2
-                + transitions[edge, c, i, 3] * x3
+                _transition(transitions, edge, c, i, 0) * x0
+                + _transition(transitions, edge, c, i, 1) * x1
+                + _transition(transitions, edge, c, i, 2) * x2
+                + _transition(transitions, edge, c, i, 3) * x3
             )
 
 
@@ -124,12 +138,13 @@ def _edge_gradient(
 
         d log L / d P_edge[c, i, j] += coefficient w_c U[c, i] L_row[c, j]   (summed over p),
 
-    coefficient being n_p / site(p) computed from the same (rescaled) vectors,
+    coefficient being n_p / site(p) computed from the same (rescaled) vectors; for a
+    Jukes-Cantor pair its two sums, d / d a = sum_i G_ii and d / d b = sum_ij G_ij,
 
     and, for an internal node, its outside vector D = P_edge^T U written over its inside
     vector (read first, category by category), rescaled when out of range."""
     t = cuda.threadIdx.x
-    n_categories = transitions.shape[1]
+    n_categories, width = transitions.shape[1], transitions.shape[2]
     internal = row >= tips.shape[0]
     largest = 0.0
     for c in range(n_categories):
@@ -138,24 +153,27 @@ def _edge_gradient(
             factor = frequencies[i] if use_frequencies else 1.0
             u[i] = factor * messages[first, c, i] * messages[second, c, i]
         scale = coefficient * weights[c]
-        for j in range(4):
-            lower = scale * _entry(tips, inner, b, first_row, row, c, j, p)
+        if width == 2:
+            diagonal = sum_u = sum_lower = 0.0
             for i in range(4):
-                shared[t, 4 * i + j] = u[i] * lower
-        _block_add(
-            shared,
-            0,
-            _GRADIENT_WIDTH,
-            grad_transitions,
-            (edge * n_categories + c) * _GRADIENT_WIDTH,
-        )
+                lower = scale * _entry(tips, inner, b, first_row, row, c, i, p)
+                diagonal += u[i] * lower
+                sum_u += u[i]
+                sum_lower += lower
+            shared[t, 0], shared[t, 1] = diagonal, sum_u * sum_lower
+        else:
+            for j in range(4):
+                lower = scale * _entry(tips, inner, b, first_row, row, c, j, p)
+                for i in range(4):
+                    shared[t, 4 * i + j] = u[i] * lower
+        _block_add(shared, 0, width, grad_transitions, (edge * n_categories + c) * width)
         if internal:
             for j in range(4):
                 down = (
-                    transitions[edge, c, 0, j] * u[0]
-                    + transitions[edge, c, 1, j] * u[1]
-                    + transitions[edge, c, 2, j] * u[2]
-                    + transitions[edge, c, 3, j] * u[3]
+                    _transition(transitions, edge, c, 0, j) * u[0]
+                    + _transition(transitions, edge, c, 1, j) * u[1]
+                    + _transition(transitions, edge, c, 2, j) * u[2]
+                    + _transition(transitions, edge, c, 3, j) * u[3]
                 )
                 inner[b, row - first_row, c, j, p] = down
                 largest = max(largest, down)
@@ -170,7 +188,7 @@ def _pruning_kernel(
     grad_transitions, grad_frequencies, grad_weights,
 ):  # fmt: skip
     """Block (x, b) handles patterns x*BLOCK ... of tree b; outputs are flat and zeroed by the
-    caller: log_likelihood `[B]`, grad_transitions `[B*E*C*16]`, grad_frequencies `[B*4]`,
+    caller: log_likelihood `[B]`, grad_transitions `[B*E*C*W]`, grad_frequencies `[B*4]`,
     grad_weights `[B*C]`."""
     b = cuda.blockIdx.y
     t = cuda.threadIdx.x
@@ -351,13 +369,14 @@ class CudaWorkspace:
         with_gradient: bool,
         rescale_range: tuple[float, float] = (RESCALE_BELOW, RESCALE_ABOVE),
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(log L `[B]`, d log L_b / d matrices `[B*E, C, 4, 4]`, d / d pi `[B, 4]`, d / d w
-        `[B, C]`) for transition matrices `[B*E, C, 4, 4]`, tips `[N, 4, P]` and pattern
-        weights `[P]` (uploaded when they are other tensors than last time); without a
-        gradient the three gradients are empty. `rescale_range` is for tests."""
+        """(log L `[B]`, d log L_b / d matrices (their shape), d / d pi `[B, 4]`, d / d w
+        `[B, C]`) for transition matrices `[B*E, C, 4, 4]` or Jukes-Cantor pairs `[B*E, C,
+        2]`, tips `[N, 4, P]` and pattern weights `[P]` (uploaded when they are other tensors
+        than last time); without a gradient the three gradients are empty. `rescale_range`
+        is for tests."""
         n_categories = matrices.shape[1]
-        if matrices.shape[2:] != (4, 4):
-            raise ValueError("the CUDA kernel takes 4 x 4 transition matrices")
+        if matrices.shape[2:] not in ((4, 4), (2,)):
+            raise ValueError("the CUDA kernel takes 4 x 4 matrices or Jukes-Cantor pairs")
         if n_categories > MAX_CATEGORIES:
             raise VbpiMixError(
                 f"the CUDA likelihood takes at most {MAX_CATEGORIES} rate categories; "
@@ -367,8 +386,8 @@ class CudaWorkspace:
             self._upload(tip_partials, pattern_weights)
             with _quiet_about_occupancy():
                 log_likelihood, grad_matrices, grad_frequencies, grad_weights = self._launch(
-                    schedule, [matrices, frequencies, category_weights], with_gradient,
-                    rescale_range,
+                    schedule, [matrices.reshape(*matrices.shape[:2], -1), frequencies,
+                    category_weights], with_gradient, rescale_range,
                 )  # fmt: skip
         except CudaAPIError as error:  # out of GPU memory, above all
             raise VbpiMixError(

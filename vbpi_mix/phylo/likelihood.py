@@ -170,8 +170,8 @@ def pruning_log_likelihood(
     vbpi_mix.phylo.jukes_cantor_kernels); frequencies `[4]`, category_weights `[C]`,
     tip_partials `[N, 4, P]`, pattern_weights `[P]`. Differentiable in transitions,
     frequencies and category weights. The workspace picks the kernel: a `Workspace` runs the
-    CPU kernel, a `CudaWorkspace` the GPU one (vbpi_mix.phylo.cuda_pruning; 4 x 4 matrices
-    only). Without a `workspace` the call runs on the CPU with buffers of its own.
+    CPU kernel, a `CudaWorkspace` the GPU one (vbpi_mix.phylo.cuda_pruning). Without a
+    `workspace` the call runs on the CPU with buffers of its own.
     """
     flat = transitions.flatten(0, 1)
     differentiable = (flat, frequencies, category_weights)
@@ -189,7 +189,7 @@ class TreeLikelihood:
     differentiable in the branch lengths and the model's tensors. Leading dimensions of the
     branch lengths share the B topologies. With `device="cuda"` the pruning runs on an
     NVIDIA GPU (vbpi_mix.phylo.cuda_pruning), everything else, tensors included, stays on
-    the CPU; the GPU kernel takes 4 x 4 matrices, under JC69 built from the pairs (a, b).
+    the CPU.
     """
 
     def __init__(
@@ -211,7 +211,6 @@ class TreeLikelihood:
             self.workspace = CudaWorkspace()
         else:
             self.workspace = Workspace()
-        self.device = device
         self.jukes_cantor = model.is_jukes_cantor()
 
     def __call__(self, parents: np.ndarray, branch_lengths: torch.Tensor) -> torch.Tensor:
@@ -224,12 +223,11 @@ class TreeLikelihood:
         n_taxa = self.alignment.n_taxa
         schedule = build_schedule(np.tile(parents, (repeats, 1)), n_taxa)
         lengths = branch_lengths.reshape(-1, branch_lengths.shape[-1])
-        if not self.jukes_cantor:
-            transitions = self.model.transition_matrices(lengths)
-        elif self.device == "cuda":  # the GPU kernel takes 4 x 4 matrices only
-            transitions = self.model.jukes_cantor_matrices(lengths)
-        else:
-            transitions = self.model.jukes_cantor_coefficients(lengths)
+        transitions = (
+            self.model.jukes_cantor_coefficients(lengths)
+            if self.jukes_cantor
+            else self.model.transition_matrices(lengths)
+        )
         log_likelihood = pruning_log_likelihood(
             schedule,
             transitions,

@@ -121,15 +121,6 @@ class SubstitutionModel(nn.Module):
         exponent = -4.0 / 3.0 * branch_lengths[..., None] * self.category_rates  # [..., C]
         return torch.stack([torch.exp(exponent), -0.25 * torch.expm1(exponent)], dim=-1)
 
-    def jukes_cantor_matrices(self, branch_lengths: torch.Tensor) -> torch.Tensor:
-        """P(t r_c) = a I + b J `[..., C, 4, 4]` from `jukes_cantor_coefficients`, for kernels
-        that take full matrices (the GPU one): on the CPU two tensor operations in place of
-        `transition_matrices`' eigen route, forward and backward 98 against 175 us for one
-        DS1 tree's branches, 293 against 527 us for 100 trees'."""
-        pairs = self.jukes_cantor_coefficients(branch_lengths)
-        identity = torch.eye(N_STATES, dtype=pairs.dtype)
-        return pairs[..., 0, None, None] * identity + pairs[..., 1, None, None]
-
 
 class GTR(SubstitutionModel):
     """General time-reversible model; `rates` are the exchangeabilities AC, AG, AT, CG, CT, GT."""
