@@ -100,6 +100,26 @@ def test_tree_likelihood_on_cuda_equals_cpu_under_jukes_cantor():
         torch.testing.assert_close(gpu(parents, lengths), cpu(parents, lengths), rtol=1e-12, atol=0)
 
 
+def test_calls_of_other_shapes_reuse_or_replace_the_kept_call_arrays():
+    """The workspace keeps each call shape's views of its buffers; a larger batch grows the
+    buffers and drops them. A batch of one tree, then three (growth), then one again, the
+    last also after another alignment's tips were uploaded: each equals the CPU kernel."""
+    model = JC69()
+    first, parents, _ = small_problem(5, 30, seed=26)
+    other, _, _ = small_problem(5, 30, seed=27)
+    rng = np.random.default_rng(28)
+    parents = np.stack([parents, random_parents(5, rng), random_parents(5, rng)])
+    gpu, cpu = cuda_pruning.CudaWorkspace(), Workspace()
+    for alignment, batch in ((first, 1), (first, 3), (first, 1), (other, 1)):
+        lengths = rng.uniform(0.01, 0.5, (batch, 7))
+        outputs = [
+            kernel_outputs(workspace, model, alignment, parents[:batch], lengths, pairs=True)
+            for workspace in (gpu, cpu)
+        ]
+        for gpu_values, cpu_values in zip(*outputs, strict=True):
+            np.testing.assert_allclose(gpu_values, cpu_values, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.skipif(SIMULATED, reason="64 taxa take minutes in numba's CUDA simulator")
 @pytest.mark.parametrize("model", [JC69(), K80(3.0)], ids=["JC", "K80"])
 def test_site_likelihoods_below_double_range_do_not_underflow_on_the_gpu(model):
