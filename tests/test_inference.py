@@ -16,7 +16,7 @@ from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
-from vbpi_mix.inference.trainer import CHECKPOINT, TrainingConfig
+from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, TrainingConfig
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.conversions import topology_from_dendropy
@@ -94,6 +94,45 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     assert [line["mll"] for line in evaluations["b"]] == [line["mll"] for line in evaluations["a"]]
     seconds = [line["seconds"] for line in training_lines["b"]]
     assert all(later > earlier for earlier, later in zip(seconds, seconds[1:], strict=False))
+
+
+def test_a_kill_while_writing_keeps_the_last_whole_checkpoint_and_resumes(tmp_path, monkeypatch):
+    """Killed inside the checkpoint write at iteration 8, part of the file written: the
+    checkpoint of iteration 4 stays whole and no temporary file remains; a metrics line torn
+    by a hard kill is dropped; the resumed run reaches the uninterrupted run's parameters."""
+    uninterrupted = small_run(tmp_path / "a", 12)
+    uninterrupted.trainer.run(progress=False)
+
+    folder, real_save = tmp_path / "b", torch.save
+    killed = small_run(folder, 12)
+
+    def save_then_die(state, path):
+        if state["iteration"] == 8:
+            Path(path).write_bytes(b"the first bytes of a checkpoint")
+            raise KeyboardInterrupt
+        real_save(state, path)
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        killed.trainer.run(progress=False)
+    monkeypatch.undo()
+    assert [path.name for path in folder.iterdir() if path.name.endswith(".tmp")] == []
+    assert torch.load(folder / CHECKPOINT, weights_only=False)["iteration"] == 4
+    with open(folder / METRICS, "a") as metrics:
+        metrics.write('{"iteration": 9, "bou')  # what a kill in the middle of a line leaves
+    resumed = small_run(folder, 12)
+    assert resumed.trainer.iteration == 4
+    resumed.trainer.run(progress=False)
+    for name, value in uninterrupted.mixture.state_dict().items():
+        assert torch.equal(value, resumed.mixture.state_dict()[name]), name
+    lines = [line["iteration"] for line in read_metrics(folder) if "bound" in line]
+    assert lines == list(range(1, 13))
+
+
+def test_a_damaged_metrics_line_before_the_last_is_a_one_line_error(tmp_path):
+    (tmp_path / METRICS).write_text('{"iteration": 1}\n{"iter\n{"iteration": 2}\n')
+    with pytest.raises(VbpiMixError, match="metrics.jsonl: line 2 is not a JSON record"):
+        read_metrics(tmp_path)
 
 
 def test_non_finite_bound_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from vbpi_mix.export.posterior import draw_trees, split_frequencies  # noqa: E402
 from vbpi_mix.inference.runs import read_metrics  # noqa: E402
+from vbpi_mix.io.atomic_files import atomic_path  # noqa: E402
 from vbpi_mix.trees.topology import Topology  # noqa: E402
 from vbpi_mix.variational.mixture import Mixture  # noqa: E402
 
@@ -27,7 +28,8 @@ def save_figure(figure: plt.Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format=path.suffix[1:], dpi=150, bbox_inches="tight")
     plt.close(figure)
     return paths
 

@@ -19,7 +19,13 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.golden import kl_from_golden
 from vbpi_mix.inference.objective import Target
-from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, Trainer, TrainingConfig
+from vbpi_mix.inference.trainer import (
+    CHECKPOINT,
+    METRICS,
+    Trainer,
+    TrainingConfig,
+    read_metric_lines,
+)
 from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
@@ -207,9 +213,7 @@ def read_metrics(folder: Path) -> list[dict]:
     """Every line of RUN_DIR/metrics.jsonl: training lines carry `bound`, evaluation lines
     carry `mll`."""
     path = Path(folder) / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in read_text(path).splitlines() if line]
+    return read_metric_lines(path) if path.is_file() else []
 
 
 def last_training_record(folder: Path) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import pickle
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,8 @@ from vbpi_mix.inference.estimators import (
 from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.objective import Target, draw_log_weights
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
+from vbpi_mix.io.atomic_files import atomic_path
+from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.variational.mixture import Mixture
 
 CHECKPOINT = "checkpoint.pt"
@@ -71,10 +72,19 @@ class TrainingConfig:
         make_estimator(self.estimator, n_components, self.subset)
 
 
-def _atomic_save(state: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+def read_metric_lines(path: Path) -> list[dict]:
+    """The records of a metrics file, one JSON object a line. A last line cut short (a
+    process killed while writing it) is dropped; any other line that is not JSON is an error
+    naming the file."""
+    lines = [line for line in read_text(path).splitlines() if line]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise VbpiMixError(f"{path}: line {number} is not a JSON record") from None
+    return records
 
 
 class Trainer:
@@ -140,15 +150,13 @@ class Trainer:
         """Drop metric lines written after the checkpoint we resume from."""
         path = self.run_dir / METRICS
         if path.is_file():
-            kept = [
-                line for line in path.read_text().splitlines()
-                if line and json.loads(line)["iteration"] <= self.iteration
-            ]  # fmt: skip
-            path.write_text("".join(f"{line}\n" for line in kept))
+            kept = [line for line in read_metric_lines(path) if line["iteration"] <= self.iteration]
+            write_text_atomic(path, "".join(json.dumps(line) + "\n" for line in kept))
 
     def save(self) -> None:
         if self.run_dir is not None:
-            _atomic_save(self.checkpoint_state(), self.run_dir / CHECKPOINT)
+            with atomic_path(self.run_dir / CHECKPOINT) as temporary:
+                torch.save(self.checkpoint_state(), temporary)
 
     def step(self) -> float:
         """One iteration; returns the bound (beta = 1) of the particles drawn."""

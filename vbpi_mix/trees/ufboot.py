@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.io.atomic_files import atomic_path
 
 MIN_BOOTSTRAP = 1000  # IQ-TREE's lower limit for -B
 EXECUTABLES = ("iqtree2", "iqtree")
@@ -73,9 +74,11 @@ def run_ufboot(
                     f"IQ-TREE failed on replicate {k}: {reason[-1] if reason else 'no output'}"
                 )
             target = out / f"rep_{k}.ufboot.gz"
-            staged = out / f".{target.name}.tmp"  # same folder, so the rename is atomic
-            with open(trees, "rb") as source, gzip.open(staged, "wb") as sink:
+            with (
+                atomic_path(target) as staged,
+                open(trees, "rb") as source,
+                gzip.open(staged, "wb") as sink,
+            ):
                 shutil.copyfileobj(source, sink)
-            os.replace(staged, target)
             paths.append(target)
     return paths
