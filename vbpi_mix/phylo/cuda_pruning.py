@@ -448,8 +448,7 @@ class CudaWorkspace:
         device_floats = self._take("floats", sum(a.size for a in floats))
         device_integers = self._take("integers", sum(a.size for a in integers), np.int64)
         outputs = self._take("outputs", ends[-1])
-        float_views = _views(device_floats, floats)
-        transitions, frequencies, category_weights = float_views
+        transitions, frequencies, category_weights = _views(device_floats, floats)
         kernel_arguments = (
             self._tips, inner.reshape(inner_shape), n_inner, transitions,
             *_views(device_integers, integers), frequencies, category_weights,
