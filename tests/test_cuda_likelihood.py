@@ -30,17 +30,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def kernel_outputs(workspace, model, alignment, parents, lengths, pairs=False, **options):
+def kernel_outputs(
+    workspace, model, alignment, parents, lengths, pairs=False, tensors=None, **options
+):
     """(log L, and d log L_b / d transitions, pi, category weights) from one workspace, for
-    4 x 4 matrices or (pairs) Jukes-Cantor pairs."""
+    4 x 4 matrices or (pairs) Jukes-Cantor pairs; `tensors`: the alignment's tips and
+    pattern weights made once (the GPU workspace uploads other tensors anew)."""
+    tip_partials, pattern_weights = tensors or (
+        alignment.tip_partials(),
+        alignment.pattern_weights(),
+    )
     lengths = torch.as_tensor(lengths)
     transitions = (
         model.jukes_cantor_coefficients(lengths) if pairs else model.transition_matrices(lengths)
     )
     return workspace.log_likelihoods(
         build_schedule(parents, alignment.n_taxa), transitions.flatten(0, 1).numpy(),
-        model.frequencies.numpy(), model.category_weights.numpy(), alignment.tip_partials(),
-        alignment.pattern_weights(), True, **options,
+        model.frequencies.numpy(), model.category_weights.numpy(), tip_partials,
+        pattern_weights, True, **options,
     )  # fmt: skip
 
 
@@ -100,24 +107,30 @@ def test_tree_likelihood_on_cuda_equals_cpu_under_jukes_cantor():
         torch.testing.assert_close(gpu(parents, lengths), cpu(parents, lengths), rtol=1e-12, atol=0)
 
 
-def test_calls_of_other_shapes_reuse_or_replace_the_kept_call_arrays():
-    """The workspace keeps each call shape's views of its buffers; a larger batch grows the
-    buffers and drops them. A batch of one tree, then three (growth), then one again, the
-    last also after another alignment's tips were uploaded: each equals the CPU kernel."""
+def test_calls_of_other_shapes_reuse_or_replace_the_kept_call_arrays(monkeypatch):
+    """The workspace keeps each call shape's views of its buffers (here at most two shapes);
+    a larger batch grows the buffers and drops them. Batches of one tree, three (growth),
+    one (kept beside three), two (a third shape: the kept ones dropped) and one after another
+    alignment's tips were uploaded: each equals the CPU kernel."""
+    monkeypatch.setattr(cuda_pruning, "_KEPT_CALL_SHAPES", 2)
     model = JC69()
     first, parents, _ = small_problem(5, 30, seed=26)
     other, _, _ = small_problem(5, 30, seed=27)
     rng = np.random.default_rng(28)
     parents = np.stack([parents, random_parents(5, rng), random_parents(5, rng)])
+    tensors = {id(a): (a.tip_partials(), a.pattern_weights()) for a in (first, other)}
     gpu, cpu = cuda_pruning.CudaWorkspace(), Workspace()
-    for alignment, batch in ((first, 1), (first, 3), (first, 1), (other, 1)):
+    steps = ((first, 1, 1), (first, 3, 1), (first, 1, 2), (first, 2, 1), (other, 1, 1))
+    for alignment, batch, kept in steps:
         lengths = rng.uniform(0.01, 0.5, (batch, 7))
         outputs = [
-            kernel_outputs(workspace, model, alignment, parents[:batch], lengths, pairs=True)
+            kernel_outputs(workspace, model, alignment, parents[:batch], lengths, True,
+                           tensors[id(alignment)])
             for workspace in (gpu, cpu)
-        ]
+        ]  # fmt: skip
         for gpu_values, cpu_values in zip(*outputs, strict=True):
             np.testing.assert_allclose(gpu_values, cpu_values, rtol=1e-11, atol=1e-11)
+        assert len(gpu._calls) == kept
 
 
 @pytest.mark.skipif(SIMULATED, reason="64 taxa take minutes in numba's CUDA simulator")

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 BLOCK = 64  # threads (site patterns) per block
 MAX_CATEGORIES = 8  # a thread keeps three messages `[C, 4]` in fixed-size local memory
 _GRADIENT_WIDTH = 16  # most values summed over a block at once: one category's 4 x 4 gradient
+_KEPT_CALL_SHAPES = 8  # a training run uses two or three (training, evaluation chunks)
 
 
 @cuda.jit(device=True)
@@ -418,6 +419,8 @@ class CudaWorkspace:
         key = (schedule.n_trees, schedule.n_taxa, floats[0].shape, with_gradient, rescale_range)
         call = self._calls.get(key)
         if call is None:
+            if len(self._calls) >= _KEPT_CALL_SHAPES:  # pinned host memory is scarce
+                self._calls.clear()
             call = self._calls[key] = self._call_arrays(schedule, floats, integers, *key[3:])
         np.concatenate([np.ravel(a) for a in floats], out=call.host_floats)
         np.concatenate([np.ravel(a) for a in integers], out=call.host_integers)
