@@ -17,7 +17,14 @@ import pytest
 import torch
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
+from vbpi_mix import cli
 from vbpi_mix.cli import main
+from vbpi_mix.interrupts import (
+    clear_stop_request,
+    interrupts_deferred,
+    request_stop,
+    stop_requested,
+)
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.conversions import topology_from_dendropy
@@ -198,6 +205,54 @@ def test_support_without_iqtree_says_how_to_install(tmp_path):
 def test_support_rejects_too_few_bootstrap_trees(tmp_path):
     result = run_cli("support", str(EXAMPLE_FASTA), "-o", str(tmp_path), "--bootstrap", "500")
     assert result.returncode == 2 and "at least 1000" in result.stderr
+
+
+@pytest.mark.parametrize("lost_in", ["a __del__ method", "a numba dispatcher"])
+def test_an_interrupt_whose_keyboardinterrupt_was_lost_still_stops_with_one_line(
+    lost_in, monkeypatch, capsys
+):
+    """Ctrl-C or SIGTERM recorded by the signal handler, its KeyboardInterrupt lost: swallowed
+    (Python ignores exceptions in __del__, and the command then ends normally) or turned into
+    a SystemError by a numba dispatcher. Either way exit 130 and one line; a SystemError
+    without an interrupt stays an error."""
+
+    def interrupted_command(args):
+        request_stop()
+        if lost_in == "a numba dispatcher":
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set")
+        return 0
+
+    monkeypatch.setattr(cli, "run_loglik", interrupted_command)
+    assert main(["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["vbpi-mix: interrupted"]
+    assert not stop_requested()
+
+    def failing_command(args):
+        raise SystemError("a bug")
+
+    monkeypatch.setattr(cli, "run_loglik", failing_command)
+    with pytest.raises(SystemError, match="a bug"):
+        main(["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet"])
+
+
+def test_a_signal_inside_a_deferred_block_is_raised_at_its_safe_point():
+    """The handler raises at once outside `interrupts_deferred()`; inside it only records
+    the request, which the block raises when it ends (training checks after each
+    iteration)."""
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._interrupt(signal.SIGTERM, None)
+        assert stop_requested()
+        clear_stop_request()
+        reached_the_end_of_the_block = False
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                cli._interrupt(signal.SIGINT, None)
+                assert stop_requested()
+                reached_the_end_of_the_block = True
+        assert reached_the_end_of_the_block
+    finally:
+        clear_stop_request()
 
 
 def test_sigterm_stops_like_ctrl_c_and_keeps_the_run_resumable(tmp_path):

@@ -17,6 +17,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
 from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, TrainingConfig
+from vbpi_mix.interrupts import clear_stop_request, request_stop
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.conversions import topology_from_dendropy
@@ -133,6 +134,29 @@ def test_a_damaged_metrics_line_before_the_last_is_a_one_line_error(tmp_path):
     (tmp_path / METRICS).write_text('{"iteration": 1}\n{"iter\n{"iteration": 2}\n')
     with pytest.raises(VbpiMixError, match="metrics.jsonl: line 2 is not a JSON record"):
         read_metrics(tmp_path)
+
+
+def test_a_recorded_stop_ends_training_after_the_current_iteration(tmp_path, monkeypatch):
+    """A Ctrl-C or SIGTERM whose KeyboardInterrupt was lost (vbpi_mix.interrupts) still stops
+    the trainer, after the iteration under way: the metrics end there, the last periodic
+    checkpoint stays."""
+    run = small_run(tmp_path, 12)
+    original_step = run.trainer.step
+
+    def step_during_which_a_signal_came():
+        if run.trainer.iteration == 6:
+            request_stop()
+        return original_step()
+
+    monkeypatch.setattr(run.trainer, "step", step_during_which_a_signal_came)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run.trainer.run(progress=False)
+    finally:
+        clear_stop_request()
+    assert run.trainer.iteration == 7
+    assert [line["iteration"] for line in read_metrics(tmp_path) if "bound" in line][-1] == 7
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["iteration"] == 4
 
 
 def test_non_finite_bound_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):

@@ -30,6 +30,12 @@ from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_t
 from vbpi_mix.inference.psis import pareto_k_verdict
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
 from vbpi_mix.inference.trainer import TrainingConfig
+from vbpi_mix.interrupts import (
+    clear_stop_request,
+    interrupts_are_deferred,
+    request_stop,
+    stop_requested,
+)
 from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
 from vbpi_mix.io.text_files import write_text_atomic
 from vbpi_mix.io.tree_files import read_tree_file
@@ -743,28 +749,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupt(signal_number: int, frame: object) -> None:
-    """SIGTERM (kill, a batch scheduler's time limit) stops like Ctrl-C: checkpoints and
-    reports are written through the usual clean-up, never half."""
-    raise KeyboardInterrupt
+    """Ctrl-C and SIGTERM (kill, a batch scheduler's time limit) stop the command: checkpoints
+    and reports are written through the usual clean-up, never half. The request is recorded
+    (vbpi_mix.interrupts); where interrupts are deferred (training) the code stops at its next
+    safe point, elsewhere a KeyboardInterrupt is raised at once."""
+    request_stop()
+    if not interrupts_are_deferred():
+        raise KeyboardInterrupt
+
+
+def _report_unless_stopping(report: sys.UnraisableHookArgs) -> None:
+    """Python's report of an exception it had to ignore (in a `__del__`, a ctypes callback),
+    left out once a stop was requested: the interrupt itself may be that exception (numba's
+    finalizers), and the command says that it was interrupted."""
+    if not stop_requested():
+        sys.__unraisablehook__(report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
+    clear_stop_request()
+    previous = [signal.signal(s, _interrupt) for s in STOP_SIGNALS] if on_main_thread else []
+    previous_unraisable_hook, sys.unraisablehook = sys.unraisablehook, _report_unless_stopping
     try:
         _limit_threads(getattr(args, "threads", None))
-        return args.run(args)
+        status = args.run(args)
+        if not stop_requested():
+            return status
     except VbpiMixError as error:
         print(f"vbpi-mix: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vbpi-mix: interrupted", file=sys.stderr)
-        return 130
+        pass
+    except SystemError:  # a numba dispatcher's report of the KeyboardInterrupt it was given
+        if not stop_requested():
+            raise
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in zip(STOP_SIGNALS, previous, strict=False):
+            signal.signal(number, handler)
+        sys.unraisablehook = previous_unraisable_hook
+        clear_stop_request()  # the process may go on (tests, notebooks): forget the request
+    print("vbpi-mix: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":
