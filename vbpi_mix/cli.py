@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numba
@@ -762,12 +763,14 @@ def _interrupt(signal_number: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
-def _report_unless_stopping(report: sys.UnraisableHookArgs) -> None:
+def _report_unless_stopping(
+    report_with: Callable[[sys.UnraisableHookArgs], object], report: sys.UnraisableHookArgs
+) -> None:
     """Python's report of an exception it had to ignore (in a `__del__`, a ctypes callback),
-    left out once a stop was requested: the interrupt itself may be that exception (numba's
-    finalizers), and the command says that it was interrupted."""
+    passed on to `report_with` unless a stop was requested: the interrupt itself may be that
+    exception (numba's finalizers), and the command says that it was interrupted."""
     if not stop_requested():
-        sys.__unraisablehook__(report)
+        report_with(report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -775,7 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     clear_stop_request()
     previous = [signal.signal(s, _interrupt) for s in STOP_SIGNALS] if on_main_thread else []
-    previous_unraisable_hook, sys.unraisablehook = sys.unraisablehook, _report_unless_stopping
+    previous_unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_report_unless_stopping, previous_unraisable_hook)
     try:
         _limit_threads(getattr(args, "threads", None))
         status = args.run(args)
