@@ -281,9 +281,10 @@ examples:
   vbpi-mix fit aln.fasta --support-dir support --out runs/hky --model HKY --kappa 4 \\
       --freqs 0.3,0.2,0.2,0.3 --gamma 4 --alpha 0.5
 
-A run folder holds config.json, support.tsv, checkpoint.pt, metrics.jsonl and summary.json;
-running the same command again resumes from the last checkpoint (a larger --iterations
-continues a finished run).
+A run folder holds config.json, support.tsv, checkpoint.pt, metrics.jsonl and summary.json.
+Ctrl-C or SIGTERM stops training after the iteration under way (exit status 130); running
+the same command again resumes from the last checkpoint, written every 1000 iterations (a
+larger --iterations continues a finished run).
 """
 
 
