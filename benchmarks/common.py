@@ -21,14 +21,6 @@ def benchmark_arguments(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def add_likelihood_device(parser: argparse.ArgumentParser) -> None:
-    """--likelihood-device cpu|cuda: where the pruning kernel runs (TreeLikelihood)."""
-    parser.add_argument(
-        "--likelihood-device", choices=["cpu", "cuda"], default="cpu",
-        help="where the pruning kernel runs (cuda: an NVIDIA GPU; default cpu)",
-    )  # fmt: skip
-
-
 def start(args: argparse.Namespace, title: str) -> Path:
     """Find the data (or exit with the fix), set the threads, print the run's header line."""
     data_dir = find_data_dir(args.data)

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import get_args
 
 import numba
 import numpy as np
@@ -41,7 +42,7 @@ from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
 from vbpi_mix.io.text_files import write_text_atomic
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
-from vbpi_mix.phylo.likelihood import TreeLikelihood
+from vbpi_mix.phylo.likelihood import LikelihoodDevice, TreeLikelihood
 from vbpi_mix.phylo.models import MODEL_NAMES, build_model
 from vbpi_mix.trees.conversions import topology_from_dendropy
 from vbpi_mix.trees.support import build_support, golden_probabilities
@@ -123,10 +124,11 @@ def _add_computing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_likelihood_device(parser: argparse.ArgumentParser) -> None:
+def add_likelihood_device(parser: argparse.ArgumentParser) -> None:
+    """--likelihood-device cpu|cuda (TreeLikelihood's device); the benchmarks use it too."""
     parser.add_argument(
         "--likelihood-device",
-        choices=["cpu", "cuda"],
+        choices=get_args(LikelihoodDevice),
         default="cpu",
         help="where the Felsenstein pruning runs: cpu (default) or cuda, an NVIDIA GPU through "
         "numba.cuda (everything else stays on the CPU; pays off for large batches of trees, "
@@ -493,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(loglik)
     loglik.add_argument("--json", action="store_true", help="print a JSON list instead of TSV")
     _add_computing_options(loglik)
-    _add_likelihood_device(loglik)
+    add_likelihood_device(loglik)
     loglik.set_defaults(run=run_loglik)
 
     support = commands.add_parser(
@@ -643,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_seed(fit)
     _add_computing_options(fit)
-    _add_likelihood_device(fit)
+    add_likelihood_device(fit)
     fit.set_defaults(run=run_fit)
 
     evaluate = commands.add_parser(
@@ -663,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--repeats", type=_positive_int, default=10, help="MLL repeats")
     _add_seed(evaluate)
     _add_computing_options(evaluate)
-    _add_likelihood_device(evaluate)
+    add_likelihood_device(evaluate)
     evaluate.add_argument(
         "--golden",
         nargs="+",
@@ -746,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--resume", action="store_true",
                        help="continue the runs already in --out")  # fmt: skip
     _add_computing_options(bench)
-    _add_likelihood_device(bench)
+    add_likelihood_device(bench)
     bench.set_defaults(run=run_bench_command)
     return parser
 
