@@ -203,9 +203,11 @@ class Trainer:
             "pareto_k": result.pareto_k,
         }  # fmt: skip
 
+    @interrupts_deferred()
     def run(self, progress: bool = True) -> list[dict]:
         """Train up to `config.iterations`, checkpointing, evaluating every `eval_every`
-        iterations; returns the metric records (training lines and evaluation lines)."""
+        iterations; returns the metric records (training lines and evaluation lines). A
+        Ctrl-C or SIGTERM stops it after the iteration under way (vbpi_mix.interrupts)."""
         config, records = self.config, []
         metrics = None
         if self.run_dir is not None:
@@ -224,36 +226,32 @@ class Trainer:
                    unit="it", disable=not progress or None)  # fmt: skip
         running = None
         try:
-            with interrupts_deferred():  # stops only between iterations
-                while self.iteration < config.iterations:
-                    start = time.perf_counter()
-                    bound = self.step()
-                    elapsed = time.perf_counter() - start
-                    self.training_seconds += elapsed
-                    session_seconds += elapsed
-                    running = bound if running is None else 0.98 * running + 0.02 * bound
-                    bar.update(1)
-                    if (
-                        self.iteration % config.log_every == 0
-                        or self.iteration == config.iterations
-                    ):
-                        record({
-                            "iteration": self.iteration, "bound": bound, "running_bound": running,
-                            "seconds": self.training_seconds,
-                            "seconds_per_iteration": session_seconds / (self.iteration - first),
-                            "topology_lr": self.scheduler.get_last_lr()[0],
-                        })  # fmt: skip
-                        bar.set_postfix(bound=f"{running:.2f}")
-                    if config.eval_every and self.iteration % config.eval_every == 0:
-                        evaluation = self.evaluation_record()
-                        record(evaluation)
-                        LOG.info("iteration %d: running bound %.2f, MLL %.2f (%d particles), "
-                                 "ELBO %.2f, Pareto k %.2f", self.iteration, running,
-                                 evaluation["mll"], config.eval_particles, evaluation["elbo"],
-                                 evaluation["pareto_k"])  # fmt: skip
-                    if self.iteration % config.checkpoint_every == 0:
-                        self.save()
-                    raise_if_stop_requested()
+            while self.iteration < config.iterations:
+                start = time.perf_counter()
+                bound = self.step()
+                elapsed = time.perf_counter() - start
+                self.training_seconds += elapsed
+                session_seconds += elapsed
+                running = bound if running is None else 0.98 * running + 0.02 * bound
+                bar.update(1)
+                if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
+                    record({
+                        "iteration": self.iteration, "bound": bound, "running_bound": running,
+                        "seconds": self.training_seconds,
+                        "seconds_per_iteration": session_seconds / (self.iteration - first),
+                        "topology_lr": self.scheduler.get_last_lr()[0],
+                    })  # fmt: skip
+                    bar.set_postfix(bound=f"{running:.2f}")
+                if config.eval_every and self.iteration % config.eval_every == 0:
+                    evaluation = self.evaluation_record()
+                    record(evaluation)
+                    LOG.info("iteration %d: running bound %.2f, MLL %.2f (%d particles), "
+                             "ELBO %.2f, Pareto k %.2f", self.iteration, running,
+                             evaluation["mll"], config.eval_particles, evaluation["elbo"],
+                             evaluation["pareto_k"])  # fmt: skip
+                if self.iteration % config.checkpoint_every == 0:
+                    self.save()
+                raise_if_stop_requested()
             self.save()
             LOG.info("trained to iteration %d in %.1f s", self.iteration, self.training_seconds)
         finally:
