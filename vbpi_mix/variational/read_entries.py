@@ -7,7 +7,7 @@ their rootings: ten DS1 trees read about 1,200 of the support's M = 11,744 entri
 families with 4,200 members. Normalising every family of every component instead costs
 O(A M) forward and backward, which made scoring ten particles under ten components (S2A,
 A = 10) cost as much as their likelihood. The SBN normalises only the members listed here
-(vbpi_mix.variational.sbn.SBN.log_prob); the gradient of the other logits is zero.
+(vbpi_mix.variational.family_softmax); the gradient of the other logits is zero.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ import numpy as np
 
 
 class ReadEntries(NamedTuple):
-    """`members [S]`: every entry of the families read, family by family; `member_family [S]`:
-    the position of its family among the `n_families` read; `entry_slot [U]`: where each
-    entry read lies in `members`; `remapped`: the batch's entry ids (their shape, -1 kept)
-    as positions among the U entries read, numbered in the order they first appear."""
+    """`members [S]`: every entry of the F families read, family by family; `family_starts
+    [F+1]`: where each family's run of members starts (and, last, S); `member_family [S]`:
+    the position of its family among those read; `entry_slot [U]`: where each entry read
+    lies in `members`; `remapped`: the batch's entry ids (their shape, -1 kept) as positions
+    among the U entries read, numbered in the order they first appear."""
 
     members: np.ndarray
+    family_starts: np.ndarray
     member_family: np.ndarray
-    n_families: int
     entry_slot: np.ndarray
     remapped: np.ndarray
 
@@ -64,9 +65,11 @@ def _read_entries(entry_ids, entry_parent, members):
             n_members += 1
     member_ids = np.empty(n_members, dtype=np.int64)
     member_family = np.empty(n_members, dtype=np.int64)
+    family_starts = np.empty(families.size + 1, dtype=np.int64)
     entry_slot = np.empty(entries.size, dtype=np.int64)
     slot = 0
     for position_of_family in range(families.size):
+        family_starts[position_of_family] = slot
         for m in members[families[position_of_family]]:
             if m == n_entries:
                 break
@@ -74,7 +77,8 @@ def _read_entries(entry_ids, entry_parent, members):
             if position[m] >= 0:
                 entry_slot[position[m]] = slot
             slot += 1
-    return member_ids, member_family, families.size, entry_slot, remapped
+    family_starts[families.size] = slot
+    return member_ids, family_starts, member_family, entry_slot, remapped
 
 
 def read_entries(
@@ -83,9 +87,9 @@ def read_entries(
     """What a batch's entry ids `[...]` read, from the support's `entry_parent [M]` and
     `members [P, W]` (each parent's entries, padded with M); one compiled O(ids + M) pass."""
     ids = np.ascontiguousarray(entry_ids, dtype=np.int64)
-    member_ids, member_family, n_families, entry_slot, remapped = _read_entries(
+    member_ids, family_starts, member_family, entry_slot, remapped = _read_entries(
         ids, entry_parent, members
     )
     return ReadEntries(
-        member_ids, member_family, n_families, entry_slot, remapped.reshape(ids.shape)
+        member_ids, family_starts, member_family, entry_slot, remapped.reshape(ids.shape)
     )

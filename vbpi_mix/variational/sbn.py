@@ -6,10 +6,10 @@ mixture components.
 
 Parameters: one logit per root split `[A, R]` and one per conditional entry `[A, M]`;
 probabilities are (masked) softmaxes computed from them when used, never cached. Scoring uses
-the tables of vbpi_mix.trees.subsplits: the families of the entries the batch reads are
-normalised (vbpi_mix.variational.read_entries), and one compiled pass sums every tree's
-rootings in O(N) (vbpi_mix.variational.rooting_sums), for the whole batch and every
-component.
+the tables of vbpi_mix.trees.subsplits: only the families of the entries the batch reads
+are normalised (vbpi_mix.variational.read_entries, compiled in .family_softmax), and one
+compiled pass sums every tree's rootings in O(N) (vbpi_mix.variational.rooting_sums), for the
+whole batch and every component.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
 from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.family_softmax import read_entry_log_probs
 from vbpi_mix.variational.read_entries import read_entries
 from vbpi_mix.variational.rooting_sums import rooting_log_sum
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
@@ -107,16 +108,10 @@ class SBN(nn.Module):
     ) -> torch.Tensor:
         """log q_a(tau) `[A, B]` for every component (or `[len(components), B]` for those
         given); -inf outside the support. Only the entry families the batch reads are
-        normalised (vbpi_mix.variational.read_entries)."""
+        normalised (vbpi_mix.variational.read_entries, .family_softmax)."""
         tables = topologies if isinstance(topologies, TopologyTables) else self.tables(topologies)
         read = read_entries(tables.candidate_ids, self.index.entry_parent, self.index.members)
-        logits = component_rows(self.entry_logits, components)
-        members = torch.as_tensor(read.members).expand(logits.shape[0], -1)
-        member_log_probs = family_log_softmax(
-            logits.gather(1, members), torch.as_tensor(read.member_family), read.n_families
-        )
-        slots = torch.as_tensor(read.entry_slot).expand(logits.shape[0], -1)
-        entries = member_log_probs.gather(1, slots)  # [A, U], the entries read
+        entries = read_entry_log_probs(component_rows(self.entry_logits, components), read)
         return rooting_log_sum(self.root_log_probs(components), entries, tables, read.remapped)
 
     @torch.no_grad()
