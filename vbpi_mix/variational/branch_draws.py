@@ -40,16 +40,20 @@ HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _moments(tables, shift, split_id, psp_ids, a):
-    """(mu, log sigma) of one edge under component a (module docstring)."""
+def _moments(tables, shift, splits, psp, b, e, a):
+    """(mu, log sigma) of edge e of tree b under component a (module docstring). The ids are
+    read by index: a view psp[b, e] per edge made the draw and scores of an A2A iteration
+    (A = 10, DS1) 0.60 instead of 0.52 ms."""
     split_mean, split_log_std, psp_mean, psp_log_std = tables
     mean = log_std = 0.0
+    split_id = splits[b, e]
     if split_id >= 0:
         mean, log_std = split_mean[a, split_id], split_log_std[a, split_id]
-    for v in range(psp_ids.size):
-        if psp_ids[v] >= 0:
-            mean += psp_mean[a, psp_ids[v]]
-            log_std += psp_log_std[a, psp_ids[v]]
+    for v in range(psp.shape[2]):
+        psp_id = psp[b, e, v]
+        if psp_id >= 0:
+            mean += psp_mean[a, psp_id]
+            log_std += psp_log_std[a, psp_id]
     return shift + mean, log_std
 
 
@@ -63,13 +67,13 @@ def _draw_and_score(tables, shift, splits, psp, rows, noise, log_lengths, log_q,
     keep = z.size > 0
     for b in prange(n_trees):
         for e in range(n_edges):
-            mean, log_std = _moments(tables, shift, splits[b, e], psp[b, e], rows[b])
+            mean, log_std = _moments(tables, shift, splits, psp, b, e, rows[b])
             log_lengths[b, e] = mean + math.exp(log_std) * noise[b, e]
     for a in prange(log_q.shape[0]):
         for b in range(n_trees):
             total = 0.0
             for e in range(n_edges):
-                mean, log_std = _moments(tables, shift, splits[b, e], psp[b, e], a)
+                mean, log_std = _moments(tables, shift, splits, psp, b, e, a)
                 inverse = math.exp(-log_std)
                 standard = (log_lengths[b, e] - mean) * inverse
                 total += -0.5 * standard * standard - log_std - log_lengths[b, e]
@@ -110,14 +114,15 @@ def _parameter_gradients(
                 if drawn:
                     d_mean += grad_log_lengths[b, e]
                     d_log_std += grad_log_lengths[b, e] * noise[b, e] / inverse_std[a, b, e]
-                split_id, psp_ids = splits[b, e], psp[b, e]
+                split_id = splits[b, e]
                 if split_id >= 0:
                     grad_split_mean[a, split_id] += d_mean
                     grad_split_log_std[a, split_id] += d_log_std
-                for v in range(psp_ids.size):
-                    if psp_ids[v] >= 0:
-                        grad_psp_mean[a, psp_ids[v]] += d_mean
-                        grad_psp_log_std[a, psp_ids[v]] += d_log_std
+                for v in range(psp.shape[2]):
+                    psp_id = psp[b, e, v]
+                    if psp_id >= 0:
+                        grad_psp_mean[a, psp_id] += d_mean
+                        grad_psp_log_std[a, psp_id] += d_log_std
 
 
 class _DrawAndScore(torch.autograd.Function):
