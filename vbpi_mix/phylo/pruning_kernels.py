@@ -361,27 +361,17 @@ def _general_child_gradients(
 
 
 @compiled
-def _writable_vector(tips, scratch, row, first_row, buffer):
-    """The vector of schedule row `row`, to be written over: an internal node's scratch
-    row, or a copy of a tip's partials in `buffer`."""
-    if row < tips.shape[0]:
-        buffer[:] = tips[row]
-        return buffer
-    return scratch[row - first_row]
-
-
-@compiled
 def _jukes_cantor_child_gradients(
     matrix0, matrix1, tips, scratch, first_row, row0, row1, down, coefficient, weights,
     out0, out1, messages, ones, maximum,
 ):  # fmt: skip
     """_general_child_gradients' results in one pass (jukes_cantor.child_gradients), which
-    writes both outside vectors over the vectors it reads: a tip's partials are copied into
-    `messages` first (their outside vector is not needed)."""
+    writes the outside vectors of internal children over the vectors it reads."""
+    n_taxa = tips.shape[0]
     return jukes_cantor.child_gradients(
-        matrix0, _writable_vector(tips, scratch, row0, first_row, messages[0]),
-        matrix1, _writable_vector(tips, scratch, row1, first_row, messages[1]),
-        down, coefficient, weights, out0, out1,
+        matrix0, _vector(tips, scratch, row0, first_row),
+        matrix1, _vector(tips, scratch, row1, first_row),
+        down, coefficient, weights, out0, out1, row0 >= n_taxa, row1 >= n_taxa,
     )  # fmt: skip
 
 
