@@ -14,6 +14,8 @@ import torch
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.export.posterior import SAMPLE_CHUNK, draw_trees
+from vbpi_mix.inference.evaluation import importance_log_weights
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
 from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, TrainingConfig
@@ -157,6 +159,41 @@ def test_a_recorded_stop_ends_training_after_the_current_iteration(tmp_path, mon
     assert run.trainer.iteration == 7
     assert [line["iteration"] for line in read_metrics(tmp_path) if "bound" in line][-1] == 7
     assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["iteration"] == 4
+
+
+@pytest.mark.parametrize("work", ["importance weights", "tree draws", "tree scores"])
+def test_a_recorded_stop_ends_drawing_and_scoring_after_the_chunk_under_way(
+    tmp_path, monkeypatch, work
+):
+    """Outside training, a stop recorded (vbpi_mix.interrupts) while particles or trees are
+    drawn or scored in chunks ends the work after the chunk under way, not at its end."""
+    trainer = small_run(tmp_path, 1).trainer
+    mixture, taxa = trainer.mixture, load_alignment(EXAMPLE_FASTA).taxa
+    parents = mixture.sample(np.zeros(6, dtype=np.int64)).parents
+    owner, method, work_in_three_chunks = {
+        "importance weights": (
+            mixture, "sample_and_score",
+            lambda: importance_log_weights(mixture, trainer.target, 600, chunk=250),
+        ),
+        "tree draws": (mixture, "sample", lambda: draw_trees(mixture, taxa, 3 * SAMPLE_CHUNK)),
+        "tree scores": (
+            mixture.sbn, "log_prob", lambda: mixture.sbn.mixture_log_prob(parents, chunk=2)
+        ),
+    }[work]  # fmt: skip
+    original, chunks = getattr(owner, method), []
+
+    def chunk_during_which_a_signal_came(*args, **kwargs):
+        chunks.append(args)
+        request_stop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, method, chunk_during_which_a_signal_came)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            work_in_three_chunks()
+    finally:
+        clear_stop_request()
+    assert len(chunks) == 1
 
 
 def test_non_finite_bound_stops_with_a_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):

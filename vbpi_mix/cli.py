@@ -759,8 +759,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _interrupt(signal_number: int, frame: object) -> None:
     """Ctrl-C and SIGTERM (kill, a batch scheduler's time limit) stop the command: checkpoints
     and reports are written through the usual clean-up, never half. The request is recorded
-    (vbpi_mix.interrupts); where interrupts are deferred (training) the code stops at its next
-    safe point, elsewhere a KeyboardInterrupt is raised at once."""
+    (vbpi_mix.interrupts); where interrupts are deferred (training, drawing and scoring
+    particles and trees) the code stops at its next safe point, elsewhere a KeyboardInterrupt
+    is raised at once."""
     request_stop()
     if not interrupts_are_deferred():
         raise KeyboardInterrupt

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
 from vbpi_mix.trees.conversions import to_dendropy
 from vbpi_mix.trees.topology import Topology, newick_from_parents, topology_from_parents
 from vbpi_mix.variational.branch_lengths import edge_features
@@ -50,6 +51,7 @@ class TopologyProbability:
 
 
 @torch.no_grad()
+@interrupts_deferred()
 def draw_trees(
     mixture: Mixture,
     taxa: Sequence[str],
@@ -57,7 +59,8 @@ def draw_trees(
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> TreeSample:
-    """n trees from q = (1/A) sum_a q_a: each tree's component uniform at random."""
+    """n trees from q = (1/A) sum_a q_a: each tree's component uniform at random. A Ctrl-C or
+    SIGTERM stops it after the chunk under way (vbpi_mix.interrupts)."""
     components = torch.randint(mixture.n_components, (n,), generator=generator).numpy()
     parents, lengths = [], []
     with tqdm(total=n, desc="sampling trees", unit="tree", disable=not progress or None) as bar:
@@ -66,6 +69,7 @@ def draw_trees(
             parents.append(np.asarray(particles.parents))
             lengths.append(particles.branch_lengths.numpy())
             bar.update(len(particles.parents))
+            raise_if_stop_requested()
     parents_array = np.concatenate(parents)
     topologies = tuple(topology_from_parents(p, taxa) for p in parents_array)
     return TreeSample(tuple(taxa), parents_array, np.concatenate(lengths), topologies)

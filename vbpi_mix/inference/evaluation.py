@@ -12,6 +12,7 @@ from tqdm import trange
 
 from vbpi_mix.inference.objective import Target
 from vbpi_mix.inference.psis import pareto_k_hat
+from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
 from vbpi_mix.variational.mixture import Mixture
 
 
@@ -30,6 +31,7 @@ class MarginalLikelihood:
 
 
 @torch.no_grad()
+@interrupts_deferred()
 def importance_log_weights(
     mixture: Mixture,
     target: Target,
@@ -38,7 +40,8 @@ def importance_log_weights(
     chunk: int = 250,
 ) -> torch.Tensor:
     """log w = log p(y, tau, b) - log q(tau, b) `[M]` for particles from the mixture,
-    stratified (M/A per component) when A divides M, else a uniform component per particle."""
+    stratified (M/A per component) when A divides M, else a uniform component per particle.
+    A Ctrl-C or SIGTERM stops it after the chunk under way (vbpi_mix.interrupts)."""
     n_components = mixture.n_components
     if n_particles % n_components == 0:
         components = np.repeat(np.arange(n_components), n_particles // n_components)
@@ -53,6 +56,7 @@ def importance_log_weights(
         log_mixture = torch.logsumexp(log_q_topology + log_q_branches, -1) - math.log(n_components)
         log_joint = target.log_likelihood(particles) + target.log_prior(particles)
         values.append(log_joint - log_mixture)
+        raise_if_stop_requested()
     return torch.cat(values)
 
 
