@@ -103,6 +103,17 @@ def edge_gradient(
     return out_of_range > 0
 
 
+@compiled
+def _push_down(a, b, u0, u1, u2, u3, out0, out1, out2, out3, p):
+    """Store pattern p of the outside vector P^T U = a U + b sum_i U_i below an edge (P is
+    symmetric) in the state rows out0..out3; 1 when its largest entry lies outside
+    [RESCALE_BELOW, RESCALE_ABOVE], else 0 (inlined by LLVM; the loops still vectorise)."""
+    shared = b * (u0 + u1 + u2 + u3)
+    r0, r1, r2, r3 = a * u0 + shared, a * u1 + shared, a * u2 + shared, a * u3 + shared
+    out0[p], out1[p], out2[p], out3[p] = r0, r1, r2, r3
+    return out_of_range(max(max(r0, r1), max(r2, r3)))
+
+
 def _child_gradients_loop(write0: bool, write1: bool):
     """The compiled pass of `child_gradients` for children whose outside vectors are written
     (write_s: child s is internal) or not (a tip's is never needed), the flags constants of
@@ -133,17 +144,9 @@ def _child_gradients_loop(write0: bool, write1: bool):
                 diagonal1 += k * (v0 * y0[p] + v1 * y1[p] + v2 * y2[p] + v3 * y3[p])
                 everything1 += k * total_v * sum1
                 if write0:
-                    shared0 = b0 * total_u
-                    e0, e1 = a0 * u0 + shared0, a0 * u1 + shared0
-                    e2, e3 = a0 * u2 + shared0, a0 * u3 + shared0
-                    x0[p], x1[p], x2[p], x3[p] = e0, e1, e2, e3
-                    out_of_range0 += out_of_range(max(max(e0, e1), max(e2, e3)))
+                    out_of_range0 += _push_down(a0, b0, u0, u1, u2, u3, x0, x1, x2, x3, p)
                 if write1:
-                    shared1 = b1 * total_v
-                    f0, f1 = a1 * v0 + shared1, a1 * v1 + shared1
-                    f2, f3 = a1 * v2 + shared1, a1 * v3 + shared1
-                    y0[p], y1[p], y2[p], y3[p] = f0, f1, f2, f3
-                    out_of_range1 += out_of_range(max(max(f0, f1), max(f2, f3)))
+                    out_of_range1 += _push_down(a1, b1, v0, v1, v2, v3, y0, y1, y2, y3, p)
             out0[c, 0], out0[c, 1] = weights[c] * diagonal0, weights[c] * everything0
             out1[c, 0], out1[c, 1] = weights[c] * diagonal1, weights[c] * everything1
         return out_of_range0 > 0, out_of_range1 > 0
