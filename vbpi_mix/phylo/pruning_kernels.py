@@ -77,20 +77,15 @@ def _times(m, v0, v1, v2, v3):
 
 
 @compiled
-def _general_message(matrix, partial, out, maximum):
-    """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]; maximum[p] = max_(c,i) out.
-    Returns whether some maximum[p] lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
-    maximum[:] = 0.0
-    out_of_range = 0
+def _general_message(matrix, partial, out):
+    """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]. A message is never rescaled on
+    its own (its product is, or it enters a site likelihood), so no range test."""
     for c in range(partial.shape[0]):
         x0, x1, x2, x3 = state_rows(partial, c)
         o0, o1, o2, o3 = state_rows(out, c)
         a = _entries(matrix[c])
-        out_of_range = 0  # only the last category's pass sees the final maxima
-        for p in range(maximum.size):
-            r0, r1, r2, r3 = _times(a, x0[p], x1[p], x2[p], x3[p])
-            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
-    return out_of_range > 0
+        for p in range(out.shape[2]):
+            o0[p], o1[p], o2[p], o3[p] = _times(a, x0[p], x1[p], x2[p], x3[p])
 
 
 @compiled
@@ -293,7 +288,7 @@ def _tree_log_likelihood(
             rescaled = True
     for k in range(3):
         vector = _vector(tips, scratch, root_rows[k], first_row)
-        _message(transitions[root_edges[k]], vector, messages[k], site)
+        _message(transitions[root_edges[k]], vector, messages[k])
     _site(messages[0], messages[1], messages[2], frequencies, weights, site)
     return _weighted_log_sum(site, pattern_weights) + log_scale, rescaled
 
@@ -347,8 +342,8 @@ def _general_child_gradients(
     child its edge gradient and, for an internal child, its outside vector written over its
     inside vector in the same pass. Returns, per child, whether that vector needs rescaling."""
     n_taxa = tips.shape[0]
-    _message(matrix0, _vector(tips, scratch, row0, first_row), messages[0], maximum)
-    _message(matrix1, _vector(tips, scratch, row1, first_row), messages[1], maximum)
+    _message(matrix0, _vector(tips, scratch, row0, first_row), messages[0])
+    _message(matrix1, _vector(tips, scratch, row1, first_row), messages[1])
     rescale0 = _edge_gradient(
         matrix0, down, messages[1], ones, _vector(tips, scratch, row0, first_row), coefficient,
         weights, out0, maximum, row0 >= n_taxa,
@@ -395,8 +390,8 @@ def _node_gradient(
     coefficient = root_coefficient
     if own_site[j]:
         coefficient = own_coefficient
-        _message(transitions[edge0], _vector(tips, scratch, row0, first_row), messages[0], maximum)
-        _message(transitions[edge1], _vector(tips, scratch, row1, first_row), messages[1], maximum)
+        _message(transitions[edge0], _vector(tips, scratch, row0, first_row), messages[0])
+        _message(transitions[edge1], _vector(tips, scratch, row1, first_row), messages[1])
         _site(down, messages[0], messages[1], ones, weights, coefficient)
         _coefficient(coefficient, pattern_weights, coefficient)
     rescale = _child_gradients(
