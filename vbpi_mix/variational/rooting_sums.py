@@ -29,20 +29,16 @@ outside the support).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import prange
 from torch.autograd.function import once_differentiable
 
 from vbpi_mix.trees.subsplits import TopologyTables
-from vbpi_mix.variational.numpy_tables import as_float64_array
-
-_compiled = numba.njit(cache=True, nogil=True, error_model="numpy")
-_compiled_in_parallel = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+from vbpi_mix.variational.numpy_tables import as_float64_array, compiled, compiled_in_parallel
 
 
-@_compiled
+@compiled
 def _choice(k, j):
     """h(k, j): the choice (1 or 2) of the child at slot j of a node whose root side is slot
     k, whose sister is the node's third side 3 - k - j. Choices 1 and 2 name the node's two
@@ -51,20 +47,20 @@ def _choice(k, j):
     return 1 if 3 - k - j < k else 2
 
 
-@_compiled
+@compiled
 def _read(table, a, i):
     """table[a, i], or -inf for id -1 (outside the support)."""
     return table[a, i] if i >= 0 else -np.inf
 
 
-@_compiled
+@compiled
 def _add(table, a, i, value):
     """table[a, i] += value, unless i is -1."""
     if i >= 0:
         table[a, i] += value
 
 
-@_compiled
+@compiled
 def _beyond(entries, a, ids, neighbours, back_slots, down, v, k, n_taxa):
     """D(v, k) (module docstring) of one tree from the D of v's neighbours."""
     total = 0.0
@@ -76,7 +72,7 @@ def _beyond(entries, a, ids, neighbours, back_slots, down, v, k, n_taxa):
     return total
 
 
-@_compiled_in_parallel
+@compiled_in_parallel
 def _forward(roots, entries, root_ids, ids, neighbours, back_slots, order, out, weights):
     """out[a, b] = log q_a(tree b) and weights[a, b, e] = the softmax weight of the rooting on
     edge e (the edge above node e; zero where the tree is outside the support)."""
@@ -121,7 +117,7 @@ def _forward(roots, entries, root_ids, ids, neighbours, back_slots, order, out, 
             values /= total
 
 
-@_compiled_in_parallel
+@compiled_in_parallel
 def _backward(
     grad, weights, root_ids, ids, neighbours, back_slots, order, grad_roots, grad_entries
 ):  # fmt: skip
