@@ -1,5 +1,5 @@
 """Compiled (numba) draw of log-normal branch lengths and their density under every mixture
-component, differentiable: the training step's branch-length part in one pass.
+component, differentiable: the training step's branch-length part in three passes.
 
 For tree b, edge e and component a, with the feature ids of the edge (its split s, the ids
 f_v of its primary subsplit pairs; an id of -1 adds nothing) and the parameter tables of
@@ -47,8 +47,8 @@ def _edge_moments(tables, shift, splits, psp, mean, log_std):
     every component; components in parallel (a thread reads one component's rows of the
     tables, which stay in cache). The sums are written out here, not in a helper called per
     edge: numba's inlining of a function that takes arrays counts references to them on
-    every call (atomic increments and decrements), which made the draw and scores of an A2A
-    iteration (A = 10, DS1) 3-4x slower."""
+    every call (atomic increments and decrements); with the exponentials taken one at a time
+    as well, that forward for an A2A iteration (A = 10, DS1) took 1.0 instead of 0.3 ms."""
     split_mean, split_log_std, psp_mean, psp_log_std = tables
     n_trees, n_edges = splits.shape
     for a in prange(mean.shape[0]):
