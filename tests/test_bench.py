@@ -5,12 +5,13 @@ published numbers read from the package's table."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 import pytest
 
 from tests.conftest import EXAMPLE_FASTA, REPO_ROOT
-from vbpi_mix.bench.report import published_numbers
+from vbpi_mix.bench.report import published_numbers, seconds_to_accuracy
 from vbpi_mix.bench.runner import RESULT, grid
 from vbpi_mix.cli import main
 from vbpi_mix.trees.support import build_support
@@ -108,3 +109,16 @@ def test_interrupted_setting_is_listed_as_unfinished(stand_in_data, tmp_path, mo
     report = (out / "results.md").read_text()
     assert "Not finished (not reported): DS5/s2a-A2-S1-seed0" in report
     assert "| DS5 |" not in report
+
+
+def test_seconds_to_accuracy_takes_the_first_estimate_within_each_gap(tmp_path):
+    lines = [
+        {"iteration": 10, "bound": -120.0, "seconds": 4.0},  # a training line: no MLL
+        {"iteration": 10, "seconds": 5.0, "mll": -105.0},
+        {"iteration": 20, "seconds": 9.0, "mll": -100.7},
+        {"iteration": 30, "seconds": 12.0, "mll": -99.2},
+        {"iteration": 40, "seconds": 15.0, "mll": -100.2},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert seconds_to_accuracy(tmp_path, -100.0) == [9.0, 15.0, 15.0]
+    assert seconds_to_accuracy(tmp_path, -90.0) == [None, None, None]

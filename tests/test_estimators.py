@@ -19,7 +19,6 @@ from vbpi_mix.inference.estimators import (
     LogWeights,
     component_terms,
     estimate,
-    k_sample_bound,
     make_estimator,
     vimco_baselines,
 )
@@ -38,10 +37,11 @@ def mixture(n_components: int, seed: int = 1) -> SBN:
     return SBN(index, n_components, perturbation=1.0, generator=torch.Generator().manual_seed(seed))
 
 
-def record_for(sbn: SBN, drawn, topologies) -> LogWeights:
-    """Particles `topologies [S, K]` (indices into PARENTS) drawn by components `drawn [S]`."""
+def record_for(sbn: SBN, drawn, topologies, log_q: torch.Tensor | None = None) -> LogWeights:
+    """Particles `topologies [S, K]` (indices into PARENTS) drawn by components `drawn [S]`;
+    `log_q [15, A]`: the SBN's densities when already computed."""
     topologies = torch.as_tensor(np.asarray(topologies))
-    log_q = sbn.log_prob(PARENTS).T  # [15, A], differentiable
+    log_q = sbn.log_prob(PARENTS).T if log_q is None else log_q  # [15, A], differentiable
     return LogWeights(
         drawn=np.asarray(drawn),
         log_likelihood=TARGET[topologies],
@@ -76,58 +76,98 @@ def test_s2s_with_every_component_is_a2a():
     )
 
 
-def exact_expected_bound(sbn, estimator_for, k):
-    """E over subsets and particles of the estimator's bound, by enumeration (S = 1)."""
-    n_components = sbn.n_components
-    q = sbn.log_prob(PARENTS).detach().exp()  # [A, 15]
+def expected_bound(sbn, estimator, subsets, k) -> float:
+    """E[bound] of `estimator` by enumeration: a subset of drawing components uniformly from
+    `subsets`, each drawing component's K particles from its own q_a, every combination of
+    particles enumerated and passed to the estimator as one record."""
+    log_q = sbn.log_prob(PARENTS).detach().T  # [15, A]
     total = 0.0
-    for a in range(n_components):
-        for particles in itertools.product(range(15), repeat=k):
-            probability = float(torch.prod(q[a, list(particles)]))
-            estimator = estimator_for(n_components)
-            bound = k_sample_bound(estimator.log_weights(record_for(sbn, [a], [particles])))
-            total += probability * float(bound[0].detach()) / n_components
+    for subset in subsets:
+        per_component = list(itertools.product(range(15), repeat=k))
+        for particles in itertools.product(per_component, repeat=len(subset)):
+            index = torch.as_tensor(particles)  # [S, K]
+            probability = float(log_q[index, torch.as_tensor(subset)[:, None]].sum().exp())
+            record = record_for(sbn, list(subset), particles, log_q)
+            bound = estimate(estimator, record, gradient="rws").bound  # VIMCO needs K >= 2
+            total += probability * float(bound) / len(subsets)
     return total
 
 
-def test_expected_bounds_are_ordered_s2s_a2a_log_z():
-    sbn = mixture(3, seed=4)
-    a2a = exact_expected_bound(sbn, lambda a: A2A(a), k=1)
-    s2s = exact_expected_bound(sbn, lambda a: S2S(a, 1), k=1)
-    s2a = exact_expected_bound(sbn, lambda a: S2A(a, 1), k=1)
-    assert s2a == pytest.approx(a2a, abs=1e-12)  # unbiased for the A2A objective
-    assert s2s < a2a < LOG_Z
-    a2a_two = exact_expected_bound(sbn, lambda a: A2A(a), k=2)
-    assert a2a < a2a_two < LOG_Z  # more particles, tighter bound
+def test_s2a_is_unbiased_for_the_a2a_objective():
+    """Hotti et al. (2024), Theorem 4.1, by enumeration: A2A with all three components drawing
+    jointly (15^3 particle triples) against S2A over its uniform subsets of S = 1 and S = 2;
+    S2S is a looser bound and every bound lies below log Z."""
+    sbn, components = mixture(3, seed=4), range(3)
+    a2a = expected_bound(sbn, A2A(3), [tuple(components)], k=1)
+    for s in (1, 2):
+        subsets = list(itertools.combinations(components, s))
+        assert expected_bound(sbn, S2A(3, s), subsets, k=1) == pytest.approx(a2a, abs=1e-12)
+    s2s = expected_bound(sbn, S2S(3, 1), [(a,) for a in components], k=1)
+    assert s2s < a2a - 0.01 and a2a < LOG_Z
+    with_two = expected_bound(sbn, S2A(3, 1), [(a,) for a in components], k=2)
+    assert a2a < with_two < LOG_Z  # more particles, tighter bound
 
 
 @pytest.mark.parametrize(("n_components", "estimator"), [(1, "a2a"), (2, "a2a"), (3, "s2a")])
 def test_vimco_gradient_is_unbiased_for_the_k_sample_bound(n_components, estimator):
-    """E[grad surrogate] over all particle pairs equals grad of the exactly enumerated bound."""
+    """E[grad surrogate] over the drawn subsets and all particle pairs equals the gradient of
+    the exactly enumerated A2A bound. A2A: every component's pairs in one record; S2A with
+    S = 1: one record per (component, pair), as the trainer makes them, weighted by the
+    subset's probability 1/A."""
     sbn, k = mixture(n_components, seed=5), 2
     pairs = list(itertools.product(range(15), repeat=k))
     log_q_all = sbn.log_prob(PARENTS)  # [A, 15]
     log_mix = torch.logsumexp(log_q_all, 0) - math.log(n_components)
-    exact = 0.0
-    expected_surrogate = 0.0
+    index = torch.as_tensor(pairs)  # [225, 2]
+    exact, expected_surrogate = 0.0, 0.0
     for a in range(n_components):
-        index = torch.as_tensor(pairs)  # [225, 2]
         probability = log_q_all[a, index].sum(-1).exp()  # q_a(t1) q_a(t2)
         log_w = TARGET[index] - log_mix[index]
-        exact = (
-            exact + (probability * (torch.logsumexp(log_w, -1) - math.log(k))).sum() / n_components
-        )
-        rows = make_estimator(estimator, n_components, 1 if estimator == "s2a" else None)
-        _, surrogate = component_terms(rows, record_for(sbn, [a] * len(pairs), pairs))
-        expected_surrogate = (
-            expected_surrogate + (probability.detach() * surrogate).sum() / n_components
-        )
-    exact_gradient = torch.autograd.grad(exact, [sbn.root_logits, sbn.entry_logits])
-    estimated_gradient = torch.autograd.grad(
-        expected_surrogate, [sbn.root_logits, sbn.entry_logits]
-    )
+        exact = exact + (probability * (torch.logsumexp(log_w, -1) - math.log(k))).sum()
+    exact = exact / n_components
+    if estimator == "a2a":  # one record: every component draws one pair, all pairs enumerated
+        for a in range(n_components):
+            probability = log_q_all[a, index].sum(-1).exp().detach()
+            _, surrogate = component_terms(A2A(n_components), record_for(sbn, [a] * 225, pairs))
+            expected_surrogate = expected_surrogate + (probability * surrogate).sum()
+        expected_surrogate = expected_surrogate / n_components
+    else:
+        s2a, log_q = S2A(n_components, 1), log_q_all.T
+        for a in range(n_components):
+            for pair in pairs:
+                probability = float(log_q_all[a, list(pair)].sum().exp())
+                result = estimate(s2a, record_for(sbn, [a], [pair], log_q))
+                expected_surrogate = expected_surrogate + probability * result.surrogate
+        expected_surrogate = expected_surrogate / n_components
+    parameters = [sbn.root_logits, sbn.entry_logits]
+    exact_gradient = torch.autograd.grad(exact, parameters, retain_graph=True)
+    estimated_gradient = torch.autograd.grad(expected_surrogate, parameters)
     for want, got in zip(exact_gradient, estimated_gradient, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+def test_rws_gradient_is_the_self_normalised_score():
+    """RWS (wake phase) for the topology parameters: per drawn component s, the gradient is
+    sum_k softmax_k(log w_s) grad log q_s(tau_sk), averaged over the drawn components; each
+    particle's score gradient taken on its own by autograd, the weights from the target and
+    the mixture density directly."""
+    sbn, drawn = mixture(3, seed=12), [0, 2]
+    particles = np.random.default_rng(13).integers(0, 15, (2, 4))
+    got = torch.autograd.grad(
+        estimate(S2A(3, 2), record_for(sbn, drawn, particles), gradient="rws").surrogate,
+        sbn.entry_logits,
+    )[0]
+    log_q = sbn.log_prob(PARENTS).detach()  # [3, 15]
+    log_mix = torch.logsumexp(log_q, 0) - math.log(3)
+    want = torch.zeros_like(sbn.entry_logits)
+    for row, component in enumerate(drawn):
+        log_w = np.array([float(TARGET[t] - log_mix[t]) for t in particles[row]])
+        weights = np.exp(log_w - log_w.max()) / np.exp(log_w - log_w.max()).sum()
+        for weight, t in zip(weights, particles[row], strict=True):
+            score = torch.autograd.grad(sbn.log_prob(PARENTS[t : t + 1])[component, 0],
+                                        sbn.entry_logits)[0]  # fmt: skip
+            want += weight * score / len(drawn)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_one_particle_one_component_is_the_elbo():

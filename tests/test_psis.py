@@ -54,3 +54,24 @@ def test_verdict_follows_the_papers_bands():
     assert [v.split(":")[0] for v in verdicts] == [
         "good", "usable", "usable", "unreliable", "unreliable", "not estimable",
     ]  # fmt: skip
+
+
+def test_flat_tail_is_reliable():
+    """Equal weights (a perfect proposal) or weights bounded with their top tied (a proposal
+    that covers the target) have a flat tail: k-hat -inf, verdict good, never 'unreliable'."""
+    assert pareto_k_hat(np.full(1000, -7.5)) == -math.inf
+    bounded = np.minimum(np.random.default_rng(4).normal(0, 1, 1000), 0.0)  # top half tied
+    assert pareto_k_hat(bounded) == -math.inf
+    assert pareto_k_verdict(-math.inf).startswith("good")
+
+
+def test_ties_at_the_cut_off_are_not_underflow():
+    """Weights tied with the cut-off below a light tail: exceedances of exactly 0, which the
+    underflow test once took for a tail spanning beyond float64. The fit uses the others."""
+    log_w = -0.3 * np.log(np.random.default_rng(5).uniform(size=1000))
+    order = np.argsort(log_w)
+    m = tail_length(len(log_w))
+    cut_off = log_w[order[-m - 1]]
+    log_w[order[-m : -m + m // 2]] = cut_off  # the lower half of the tail tied with it
+    k_hat = pareto_k_hat(log_w)
+    assert math.isfinite(k_hat) and k_hat < 0.7

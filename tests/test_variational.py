@@ -393,10 +393,29 @@ def test_kl_from_golden_against_closed_forms():
     topologies = [topology_from_parents(p, TAXA[:5]) for p in parents]
     log_q = (torch.logsumexp(sbn.log_prob(parents), 0) - math.log(2)).detach()
     golden_q = {t: float(p) for t, p in zip(topologies, log_q.exp(), strict=True)}
-    assert kl_from_golden(sbn, golden_q).kl == pytest.approx(0.0, abs=1e-10)
+    same = kl_from_golden(sbn, golden_q)
+    assert same.kl_reachable == pytest.approx(0.0, abs=1e-10)
+    assert same.kl_floored == pytest.approx(0.0, abs=1e-10)
     delta = kl_from_golden(sbn, {topologies[3]: 1.0})
-    assert delta.kl == pytest.approx(-float(log_q[3]))
-    assert delta.missing_mass == 0.0
+    assert delta.kl_reachable == pytest.approx(-float(log_q[3]))
+    assert delta.kl_floored == pytest.approx(-float(log_q[3]))
+    assert delta.unreachable_mass == 0.0
+
+
+def test_kl_from_golden_with_golden_mass_outside_the_support():
+    """An SBN on one topology gives it probability 1. Golden 0.7 on it and 0.3 on a topology
+    outside the support: the reachable-set KL is 0 with 0.3 unreachable, and the published
+    convention floors q at machine epsilon: 0.7 log 0.7 + 0.3 (log 0.3 - log eps)."""
+    parents = enumerated(5)
+    index = build_subsplit_index(parents[:1], np.ones(1), 5)
+    sbn = SBN(index, 2, perturbation=1.0, generator=torch.Generator().manual_seed(3))
+    inside, outside = (topology_from_parents(p, TAXA[:5]) for p in parents[:2])
+    kl = kl_from_golden(sbn, {inside: 0.7, outside: 0.3})
+    assert kl.unreachable_mass == pytest.approx(0.3)
+    assert kl.kl_reachable == pytest.approx(0.0, abs=1e-12)
+    eps = np.finfo(np.float64).eps
+    expected = 0.7 * math.log(0.7) + 0.3 * (math.log(0.3) - math.log(eps))
+    assert kl.kl_floored == pytest.approx(expected, rel=1e-12)
 
 
 def test_mixture_draw_and_scores_match_sampling_and_scoring_apart():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import signal
@@ -13,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import get_args
 
-import numba
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -29,6 +27,7 @@ from vbpi_mix.export.api import Posterior
 from vbpi_mix.export.posterior import topology_probabilities
 from vbpi_mix.export.report import write_posterior_summary
 from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_tsv
+from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
 from vbpi_mix.inference.psis import pareto_k_verdict
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
 from vbpi_mix.inference.trainer import TrainingConfig
@@ -44,6 +43,7 @@ from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import LikelihoodDevice, TreeLikelihood
 from vbpi_mix.phylo.models import MODEL_NAMES, build_model
+from vbpi_mix.threads import ThreadTuner, set_fixed_threads, set_threads, usable_cores
 from vbpi_mix.trees.conversions import topology_from_dendropy
 from vbpi_mix.trees.support import build_support, golden_probabilities
 from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
@@ -120,7 +120,8 @@ def _add_computing_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         help="CPU threads for the likelihood kernel and torch (default: every core this "
-        "process may use)",
+        "process may use; during training, as many of them as measure fastest, so that fits "
+        "sharing a machine do not slow each other down)",
     )
 
 
@@ -134,18 +135,6 @@ def add_likelihood_device(parser: argparse.ArgumentParser) -> None:
         "numba.cuda (everything else stays on the CPU; pays off for large batches of trees, "
         "such as A2A with many components; a call costs about 0.5 ms whatever its size)",
     )
-
-
-def _limit_threads(count: int | None) -> None:
-    """Size numba's and torch's thread pools to --threads (numba's pool cannot grow past the
-    size it started with, NUMBA_NUM_THREADS)."""
-    if count is None:
-        return
-    available = numba.config.NUMBA_NUM_THREADS
-    if count > available:
-        raise VbpiMixError(f"--threads {count}: at most {available} here (NUMBA_NUM_THREADS)")
-    numba.set_num_threads(count)
-    torch.set_num_threads(count)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -306,6 +295,11 @@ def _support_paths(args: argparse.Namespace) -> list[Path]:
     return run_ufboot(_validated_records(args), Path(args.out) / "ufboot", progress=not args.quiet)
 
 
+def _training_threads(args: argparse.Namespace) -> ThreadTuner | None:
+    """The tuner that sets the training threads, unless --threads fixed them."""
+    return None if args.threads else ThreadTuner(usable_cores())
+
+
 def run_fit(args: argparse.Namespace) -> int:
     alignment = load_alignment(args.alignment, args.format)
     training = TrainingConfig(
@@ -336,7 +330,7 @@ def run_fit(args: argparse.Namespace) -> int:
         _support_paths(args), alignment.taxa, args.credible, args.burnin, progress=not args.quiet
     )
     run = create_run(Path(args.out), model, training, support, args.likelihood_device)
-    run.trainer.run(progress=not args.quiet)
+    run.trainer.run(progress=not args.quiet, threads=_training_threads(args))
     summary = summarize(
         run, args.eval_particles, args.eval_repeats, args.seed, progress=not args.quiet
     )
@@ -426,7 +420,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         raise VbpiMixError("DS1-DS8 data not found: give --data DIR or set VBPI_MIX_DATA")
     protocol = PROTOCOLS[args.protocol]
     if args.iterations is not None:
-        protocol = dataclasses.replace(protocol, iterations=args.iterations)
+        protocol = protocol.with_iterations(args.iterations)
     estimators = [name.strip().lower() for name in args.estimators.split(",")]
     unknown = sorted(set(estimators) - {"a2a", "s2a", "s2s"})
     if unknown:
@@ -435,9 +429,19 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if not settings:
         raise VbpiMixError("no valid settings: S2A and S2S need --subset S below --components A")
     out = Path(args.out)
-    check_bench(settings, data_dir, out, args.resume)
+    if not args.report_only:
+        check_bench(settings, data_dir, out, args.resume)
     try:
-        run_bench(settings, protocol, data_dir, out, not args.quiet, args.likelihood_device)
+        if not args.report_only:
+            run_bench(
+                settings,
+                protocol,
+                data_dir,
+                out,
+                not args.quiet,
+                args.likelihood_device,
+                tune_threads=not args.threads,
+            )
     finally:
         results, unfinished = collect_finished(settings, protocol, out)
         paths = write_report(results, out, protocol.name, unfinished)
@@ -462,10 +466,12 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
         f"{summary['mll_particles']}, Pareto k-hat {summary['pareto_k']:.2f} "
         f"({pareto_k_verdict(summary['pareto_k'])})"
     )
-    if "kl_golden_covered" in summary:
+    if "kl_golden_floored" in summary:
         print(
-            f"KL(golden || q):     {summary['kl_golden_covered']:.4f} "
-            f"(golden mass q cannot reach: {summary['golden_mass_unreachable']:.2g})"
+            f"KL(golden || q):     {summary['kl_golden_floored']:.4f} with q floored at "
+            f"{GOLDEN_FLOOR:.2g} (the published convention); {summary['kl_golden_reachable']:.4f}"
+            f" over the golden topologies q can reach, golden mass outside them "
+            f"{summary['golden_mass_unreachable']:.2g}"
         )
     if summary["last_bound"] is not None:
         print(f"last training bound: {summary['last_bound']:.2f}")
@@ -620,8 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--warmup",
         type=int,
-        default=100000,
-        help="annealing iterations from beta 0.001 to 1 (default: 100000; 0: none)",
+        help="annealing iterations, the likelihood's weight rising from 0.001 to 1 (default: a "
+        "quarter of --iterations, as the published protocol's 100,000 of 400,000; at most "
+        "--iterations, so that the fit ends on the posterior; 0: none)",
     )
     fit.add_argument(
         "--eval-particles",
@@ -736,7 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--protocol", choices=sorted(PROTOCOLS), default="quick",
                        help="training budget and schedule (default: quick)")  # fmt: skip
     bench.add_argument("--iterations", type=_positive_int, metavar="N",
-                       help="override the protocol's iterations")  # fmt: skip
+                       help="override the protocol's iterations (its warm-up keeps the same "
+                       "fraction of them)")  # fmt: skip
     bench.add_argument("--estimators", default="a2a,s2a,s2s",
                        help="comma-separated (default: a2a,s2a,s2s)")  # fmt: skip
     bench.add_argument("--components", type=_positive_int, nargs="+", default=[2], metavar="A",
@@ -747,6 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, metavar="DIR", help="bench folder")
     bench.add_argument("--resume", action="store_true",
                        help="continue the runs already in --out")  # fmt: skip
+    bench.add_argument("--report-only", action="store_true",
+                       help="train nothing: report the settings already finished in --out "
+                       "(e.g. after benches ran side by side into one folder)")  # fmt: skip
     _add_computing_options(bench)
     add_likelihood_device(bench)
     bench.set_defaults(run=run_bench_command)
@@ -785,7 +796,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_unraisable_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_report_unless_stopping, previous_unraisable_hook)
     try:
-        _limit_threads(getattr(args, "threads", None))
+        if getattr(args, "threads", None):
+            set_fixed_threads(args.threads)
+        else:
+            set_threads(usable_cores())
         status = args.run(args)
         if not stop_requested():
             return status

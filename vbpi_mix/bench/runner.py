@@ -24,6 +24,7 @@ from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.phylo.likelihood import LikelihoodDevice
+from vbpi_mix.threads import ThreadTuner, usable_cores
 from vbpi_mix.trees.support import Support, build_support, golden_probabilities
 
 RESULT = "result.json"
@@ -89,9 +90,11 @@ def run_setting(
     out: Path,
     progress: bool,
     likelihood_device: LikelihoodDevice = "cpu",
+    tune_threads: bool = False,
 ) -> None:
     """Fit (or resume) one setting, evaluate it and write its result.json atomically; a
-    setting already finished under this protocol is left as it is."""
+    setting already finished under this protocol is left as it is. `tune_threads`: the
+    training threads follow a ThreadTuner over every usable core."""
     folder = out / setting.dataset / setting.name
     if finished_result(folder, protocol) is not None:
         return
@@ -99,7 +102,7 @@ def run_setting(
     model = ModelConfig(alignment=str(alignment.resolve()), components=setting.components)
     training = protocol.training(setting.estimator, setting.subset, setting.seed)
     run = create_run(folder, model, training, support, likelihood_device)
-    run.trainer.run(progress=progress)
+    run.trainer.run(progress, ThreadTuner(usable_cores()) if tune_threads else None)
     golden = None
     if (data_dir / setting.dataset / "golden").is_dir():  # DS1-DS4
         golden = golden_probabilities(golden_paths(data_dir, setting.dataset), support.taxa)
@@ -149,7 +152,8 @@ def run_bench(
     out: Path,
     progress: bool = True,
     likelihood_device: LikelihoodDevice = "cpu",
+    tune_threads: bool = False,
 ) -> None:
     """Run every setting in order; finished ones are skipped (see `collect_finished`)."""
     for setting in tqdm(settings, desc="bench", unit="run", disable=not progress or None):
-        run_setting(setting, protocol, data_dir, out, progress, likelihood_device)
+        run_setting(setting, protocol, data_dir, out, progress, likelihood_device, tune_threads)

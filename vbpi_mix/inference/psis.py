@@ -22,7 +22,9 @@ GOOD_BELOW, UNRELIABLE_ABOVE = 0.5, 0.7
 def pareto_k_verdict(k: float) -> str:
     """What k-hat says about an importance-sampling estimate, in the paper's bands."""
     if math.isnan(k):
-        return "not estimable: too few weights"
+        return "not estimable: too few distinct weights in the tail"
+    if k == -math.inf:
+        return "good: flat tail, the weights are bounded"
     if k < GOOD_BELOW:
         return f"good: below {GOOD_BELOW}"
     if k <= UNRELIABLE_ABOVE:
@@ -58,19 +60,24 @@ def generalized_pareto_fit(exceedances: np.ndarray) -> tuple[float, float]:
 
 def pareto_k_hat(log_weights: np.ndarray) -> float:
     """PSIS k-hat of the weights exp(`log_weights`) (any scale), with the weak prior towards
-    0.5; nan for fewer than 5 tail weights or a flat tail, inf when the tail spans more than
-    the float64 range (one weight dominates beyond measure)."""
+    0.5. A flat tail (every tail weight equal to the cut-off, as for a perfect proposal) is
+    bounded: -inf, reliable. inf when a quarter of the tail lies more than float64's range
+    below the largest weight (one weight dominates beyond measure); nan for fewer than 5
+    tail weights, or fewer than 5 above the cut-off. Weights tied with the cut-off carry no
+    information on the tail's shape: the fit uses those above it."""
     log_w = np.sort(np.asarray(log_weights, dtype=np.float64))
     log_w = log_w[np.isfinite(log_w)]
     m = tail_length(len(log_w))
     if m < 5 or len(log_w) <= m:
         return math.nan
-    log_w = log_w - log_w[-1]
-    weights = np.exp(log_w)
-    exceedances = weights[-m:] - weights[-m - 1]
-    if not np.any(exceedances > 0):
+    tail, cut_off = log_w[-m:], log_w[-m - 1]
+    if tail[-1] == cut_off:
+        return -math.inf
+    if tail[m // 4] - tail[-1] < math.log(np.finfo(np.float64).tiny):
+        return math.inf
+    exceedances = np.exp(tail - tail[-1]) - np.exp(cut_off - tail[-1])
+    exceedances = exceedances[exceedances > 0]
+    if len(exceedances) < 5:
         return math.nan
-    if exceedances[len(exceedances) // 4] <= np.finfo(np.float64).tiny:
-        return math.inf  # a quarter of the tail underflows next to the largest weight
-    k, _ = generalized_pareto_fit(exceedances[exceedances > 0])
+    k, _ = generalized_pareto_fit(exceedances)
     return (m * k + PRIOR_WEIGHT * PRIOR_SHAPE) / (m + PRIOR_WEIGHT)

@@ -133,9 +133,10 @@ def create_run(
     `likelihood_device` says where the pruning kernel runs (TreeLikelihood); it is not a
     setting of the fit and may change when resuming (results then differ in the last bits)."""
     folder = Path(folder)
+    existing = json.loads(read_text(folder / CONFIG)) if (folder / CONFIG).is_file() else None
+    training = training.resolved(existing["training"].get("warmup") if existing else None)
     settings = _as_json({"model": asdict(model), "training": asdict(training)})
-    if (folder / CONFIG).is_file():
-        existing = json.loads(read_text(folder / CONFIG))
+    if existing is not None:
         # through the dataclass: settings added since the run was made take their defaults
         existing["model"] = _as_json(asdict(ModelConfig(**existing["model"])))
         if _besides_iterations(existing) != _besides_iterations(settings):
@@ -163,7 +164,10 @@ def _golden_fields(run: Run, golden: dict[Topology, float] | None) -> dict:
     if golden is None:
         return {}
     kl = kl_from_golden(run.mixture.sbn, golden)
-    return {"kl_golden_covered": kl.kl_covered, "golden_mass_unreachable": kl.missing_mass}
+    return {
+        "kl_golden_floored": kl.kl_floored, "kl_golden_reachable": kl.kl_reachable,
+        "golden_mass_unreachable": kl.unreachable_mass,
+    }  # fmt: skip
 
 
 def _as_json(settings: dict) -> dict:

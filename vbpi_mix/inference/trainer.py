@@ -4,6 +4,7 @@ which a killed run resumes to the same result as an uninterrupted one (same seed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_fact
 from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
 from vbpi_mix.io.atomic_files import atomic_path
 from vbpi_mix.io.text_files import read_text, write_text_atomic
+from vbpi_mix.threads import ThreadTuner
 from vbpi_mix.variational.mixture import Mixture
 
 CHECKPOINT = "checkpoint.pt"
@@ -38,7 +40,9 @@ LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Defaults follow the VBPI protocol except the budget (see published.md)."""
+    """Defaults follow the VBPI protocol except the budget (see published.md). `warmup`, the
+    annealing iterations, defaults to a quarter of `iterations` (the published protocol
+    anneals over 100,000 of 400,000), so that every fit ends on the posterior itself."""
 
     iterations: int = 10_000
     particles: int = 10
@@ -50,17 +54,36 @@ class TrainingConfig:
     lr_decay: float = 0.75
     decay_every: int = 20_000
     anneal_start: float = 0.001
-    warmup: int = 100_000
+    warmup: int | None = None
     checkpoint_every: int = 1000
     log_every: int = 10
     eval_every: int = 0
     eval_particles: int = 1000
     seed: int = 0
 
+    def resolved(self, resumed_warmup: int | None = None) -> TrainingConfig:
+        """This configuration with `warmup` a number: as given, else the resumed run's (a
+        larger --iterations continues the run on its schedule), else a quarter of the
+        iterations."""
+        if self.warmup is not None:
+            return self
+        warmup = resumed_warmup if resumed_warmup is not None else self.iterations // 4
+        return dataclasses.replace(self, warmup=warmup)
+
     def validate(self, n_components: int) -> None:
         """One-line errors that name the fix for invalid combinations."""
         if self.iterations < 1:
             raise VbpiMixError(f"--iterations must be at least 1; got {self.iterations}")
+        if self.warmup is not None and self.warmup > self.iterations:
+            beta = inverse_temperature(self.iterations, self.anneal_start, self.warmup)
+            raise VbpiMixError(
+                f"--warmup {self.warmup} is longer than --iterations {self.iterations}: "
+                f"training would end at inverse temperature {beta:.3g}, on a tempered "
+                f"posterior; give --warmup at most {self.iterations} (default: a quarter of "
+                "the iterations) or more --iterations"
+            )
+        if self.warmup is not None and self.warmup < 0:
+            raise VbpiMixError(f"--warmup must be 0 (no annealing) or more; got {self.warmup}")
         if self.objective == "vimco" and self.particles < 2:
             raise VbpiMixError(
                 f"VIMCO needs at least 2 particles; got --particles {self.particles} "
@@ -94,6 +117,7 @@ class Trainer:
     def __init__(
         self, mixture: Mixture, target: Target, config: TrainingConfig, run_dir: Path | None
     ) -> None:
+        config = config.resolved()
         config.validate(mixture.n_components)
         self.mixture, self.target, self.config = mixture, target, config
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -204,10 +228,11 @@ class Trainer:
         }  # fmt: skip
 
     @interrupts_deferred()
-    def run(self, progress: bool = True) -> list[dict]:
+    def run(self, progress: bool = True, threads: ThreadTuner | None = None) -> list[dict]:
         """Train up to `config.iterations`, checkpointing, evaluating every `eval_every`
         iterations; returns the metric records (training lines and evaluation lines). A
-        Ctrl-C or SIGTERM stops it after the iteration under way (vbpi_mix.interrupts)."""
+        Ctrl-C or SIGTERM stops it after the iteration under way (vbpi_mix.interrupts).
+        With `threads`, the thread count follows the tuner (speed only, same results)."""
         config, records = self.config, []
         metrics = None
         if self.run_dir is not None:
@@ -230,6 +255,8 @@ class Trainer:
                 start = time.perf_counter()
                 bound = self.step()
                 elapsed = time.perf_counter() - start
+                if threads is not None:
+                    threads.after_iteration(elapsed)
                 self.training_seconds += elapsed
                 session_seconds += elapsed
                 running = bound if running is None else 0.98 * running + 0.02 * bound
