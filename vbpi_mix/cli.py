@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import signal
@@ -38,6 +39,7 @@ from vbpi_mix.interrupts import (
     stop_requested,
 )
 from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
+from vbpi_mix.io.output_paths import check_output_file, check_output_folder
 from vbpi_mix.io.text_files import write_text_atomic
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
@@ -250,6 +252,7 @@ def _validated_records(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run_support(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "-o")
     paths = run_ufboot(
         _validated_records(args),
         args.out,
@@ -301,6 +304,7 @@ def _training_threads(args: argparse.Namespace) -> ThreadTuner | None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "--out")
     alignment = load_alignment(args.alignment, args.format)
     training = TrainingConfig(
         iterations=args.iterations,
@@ -340,6 +344,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     run = open_run(Path(args.run_dir), args.likelihood_device)
+    check_output_folder(run.folder, "run folder (it receives summary.json)")
     golden = golden_probabilities(args.golden, run.alignment.taxa) if args.golden else None
     summary = summarize(run, args.particles, args.repeats, args.seed, golden, not args.quiet)
     _print_summary(summary, None)
@@ -364,6 +369,9 @@ examples:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "-o")
+    if args.topologies:
+        check_output_file(args.topologies, "--topologies")
     posterior = Posterior.open(args.run_dir)
     sample = posterior.sample(args.n, args.seed, progress=not args.quiet)
     text = sample_nexus(sample) if args.format == "nexus" else sample_newick(sample)
@@ -380,6 +388,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     posterior = Posterior.open(run_dir)
     out = Path(args.out) if args.out else run_dir / "posterior"
+    check_output_folder(out, "-o")
     summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
     curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
     credible = summary.credible_set_size
@@ -429,6 +438,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if not settings:
         raise VbpiMixError("no valid settings: S2A and S2S need --subset S below --components A")
     out = Path(args.out)
+    check_output_folder(out, "--out")
     if not args.report_only:
         check_bench(settings, data_dir, out, args.resume)
     try:
@@ -788,6 +798,18 @@ def _report_unless_stopping(
         report_with(report)
 
 
+def _os_error_line(error: OSError) -> str:
+    """One line for an operating-system error: the file, the reason, and what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        return (
+            f"{where}{reason}; outputs written before are intact: free some space and run the "
+            "same command again (fit and bench resume from their last checkpoint)"
+        )
+    return f"{where}{reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
@@ -805,6 +827,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status
     except VbpiMixError as error:
         print(f"vbpi-mix: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file system that fails mid-command: a full disk, a lost mount
+        print(f"vbpi-mix: error: {_os_error_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

@@ -17,6 +17,8 @@ _CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 
 def find_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The first existing candidate folder holding DS1-DS8, or None when there is none."""
+    if explicit and not Path(explicit).is_dir():
+        raise VbpiMixError(f"{explicit}: no such data folder")
     candidates = [explicit, os.environ.get(ENVIRONMENT_VARIABLE)]
     candidates += [
         _CHECKOUT_ROOT.parent / "shared" / "datasets",
@@ -25,8 +27,6 @@ def find_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
-    if explicit:
-        raise VbpiMixError(f"{explicit}: no such data folder")
     return None
 
 

@@ -53,7 +53,7 @@ def attach_run_log(folder: Path) -> None:
     for handler in [h for h in package.handlers if isinstance(h, _RunLog)]:
         package.removeHandler(handler)
         handler.close()
-    handler = _RunLog(Path(folder) / LOG_FILE)
+    handler = _RunLog(Path(folder) / LOG_FILE, delay=True)  # no file until a line is logged
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     package.addHandler(handler)
     package.setLevel(logging.INFO)
