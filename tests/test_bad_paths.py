@@ -15,7 +15,7 @@ import torch
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from tests.test_inference import example_support
 from vbpi_mix.cli import main
-from vbpi_mix.inference.runs import ModelConfig, create_run
+from vbpi_mix.inference.runs import ModelConfig, create_run, read_metrics
 from vbpi_mix.inference.trainer import CHECKPOINT, TrainingConfig
 
 SUPPORT_DIR = REPO_ROOT / "data" / "example_support"
@@ -207,3 +207,46 @@ def test_a_full_disk_while_writing_samples_leaves_no_file(files, tmp_path, capsy
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "No space left on device" in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+class FillingDisk:
+    """A text file whose writes fail with ENOSPC after `room` characters, the last one torn."""
+
+    def __init__(self, path, mode, room: int) -> None:
+        self.stream, self.room = open(path, mode), room
+
+    def write(self, text: str) -> int:
+        if len(text) > self.room:
+            self.stream.write(text[: self.room])
+            self.stream.flush()
+            raise OSError(errno.ENOSPC, "No space left on device", self.stream.name)
+        self.room -= len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def test_a_full_disk_while_writing_metrics_keeps_the_checkpoint_and_the_fit_resumes(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    command = [*FIT, "--out", str(out), "--particles", "3", "--eval-every", "0",
+               "--eval-particles", "20", "--eval-repeats", "2", "--iterations", "2500"]  # fmt: skip
+    import vbpi_mix.inference.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "open", lambda p, m: FillingDisk(p, m, 30_000),
+                        raising=False)  # fmt: skip
+    assert main(command) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "metrics.jsonl: No space left on device" in lines[0]
+    stopped_at = torch.load(out / CHECKPOINT, weights_only=False)["iteration"]
+    assert stopped_at in (1000, 2000)
+    monkeypatch.undo()
+    assert main(command) == 0
+    iterations = [r["iteration"] for r in read_metrics(out) if "bound" in r]
+    assert iterations == list(range(10, 2501, 10))  # the torn line and those after the
+    # checkpoint dropped on resume, then written again: each iteration's line once
