@@ -30,7 +30,8 @@ def test_published_numbers_match_the_reference_table():
     published = published_numbers()
     assert published[("DS1", "MrBayes SS", "mll")] == (-7108.42, 0.18)
     assert published[("DS8", "VBPI", "elbo")] == (-8655.05, 0.04)
-    assert len(published) == 8 * 5
+    assert published[("DS5", "PhyloGFN", "mll")] == (-8214.4, 0.16)
+    assert len(published) == 8 * 6
 
 
 @pytest.fixture

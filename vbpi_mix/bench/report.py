@@ -23,7 +23,8 @@ TIME_TO_ACCURACY = "s to MrBayes " + " / ".join(f"±{gap:g}" for gap in GAPS)
 COLUMNS = (
     "dataset", "estimator", "A", "S", "seed", "iterations", "seconds", "s/iter", "ELBO",
     "MLL", "MLL sd", KL_FLOORED, "KL golden reachable", "golden mass unreachable", "Pareto k",
-    "MrBayes SS", TIME_TO_ACCURACY, "VBPI MLL", "VBPI ELBO",
+    "MrBayes SS", TIME_TO_ACCURACY, "VBPI MLL", "VBPI ELBO", "VBPI-GNN MLL", "ARTree MLL",
+    "PhyloGFN MLL",
 )  # fmt: skip
 
 
@@ -85,6 +86,9 @@ def table_rows(results: list[dict], out: Path) -> list[dict]:
             ),
             "VBPI MLL": _reference(published, dataset, "VBPI", "mll"),
             "VBPI ELBO": _reference(published, dataset, "VBPI", "elbo"),
+            "VBPI-GNN MLL": _reference(published, dataset, "VBPI-GNN", "mll"),
+            "ARTree MLL": _reference(published, dataset, "ARTree", "mll"),
+            "PhyloGFN MLL": _reference(published, dataset, "PhyloGFN", "mll"),
         })  # fmt: skip
     return rows
 
