@@ -285,3 +285,12 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_the_run_resumable(tmp_path):
     checkpoint = out / "checkpoint.pt"
     if checkpoint.is_file():  # the last periodic checkpoint, whole
         assert torch.load(checkpoint, weights_only=False)["iteration"] >= 0
+
+
+def test_importing_the_command_line_loads_neither_matplotlib_nor_ete3():
+    """Both are slow to import (matplotlib about 1.8 s, ete3 with scipy.stats about 0.9 s):
+    they are imported where plots are drawn and ete3 trees made."""
+    code = "import sys, vbpi_mix.cli; print(sorted({'matplotlib', 'ete3'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

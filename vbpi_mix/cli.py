@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from vbpi_mix import __version__
 from vbpi_mix.bench.datasets import DATASET_NAMES, find_data_dir
-from vbpi_mix.bench.plots import plot_posterior_against_golden, plot_training_curves
 from vbpi_mix.bench.protocols import PROTOCOLS
 from vbpi_mix.bench.report import write_report
 from vbpi_mix.bench.runner import check_bench, collect_finished, grid, run_bench
@@ -349,6 +348,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     summary = summarize(run, args.particles, args.repeats, args.seed, golden, not args.quiet)
     _print_summary(summary, None)
     if golden is not None:
+        from vbpi_mix.bench.plots import plot_posterior_against_golden  # matplotlib: slow import
+
         paths = plot_posterior_against_golden(run.mixture, golden, run.folder, run.folder.name)
         print("q against the golden run: " + ", ".join(str(path) for path in paths))
     return 0
@@ -390,6 +391,8 @@ def run_summarize(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / "posterior"
     check_output_folder(out, "-o")
     summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
+    from vbpi_mix.bench.plots import plot_training_curves  # matplotlib: slow import
+
     curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
     credible = summary.credible_set_size
     print(f"trees drawn from q:     {summary.n_trees}")

@@ -12,7 +12,6 @@ from datetime import date
 from importlib.resources import files
 from pathlib import Path
 
-from vbpi_mix.bench.plots import plot_mll_boxes, plot_seconds_per_iteration, plot_training_curves
 from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
 from vbpi_mix.inference.runs import read_metrics
 from vbpi_mix.io.text_files import write_text_atomic
@@ -144,6 +143,12 @@ def write_report(
 
 
 def _figures(results: list[dict], out: Path) -> list[Path]:
+    from vbpi_mix.bench.plots import (  # matplotlib: a slow import, only where plots are drawn
+        plot_mll_boxes,
+        plot_seconds_per_iteration,
+        plot_training_curves,
+    )
+
     published = {
         dataset: value[0]
         for (dataset, method, quantity), value in published_numbers().items()

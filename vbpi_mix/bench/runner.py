@@ -17,7 +17,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vbpi_mix.bench.datasets import alignment_path, golden_paths, ufboot_paths
-from vbpi_mix.bench.plots import plot_posterior_against_golden
 from vbpi_mix.bench.protocols import Protocol
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
@@ -110,6 +109,8 @@ def run_setting(
         run, protocol.eval_particles, protocol.eval_repeats, setting.seed, golden, progress
     )
     if golden is not None:
+        from vbpi_mix.bench.plots import plot_posterior_against_golden  # matplotlib: slow import
+
         plot_posterior_against_golden(run.mixture, golden, folder, setting.dataset)
     result = {
         "setting": asdict(setting), "protocol": asdict(protocol), "run_dir": str(folder),

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dendropy
-import ete3
 import torch
 
 from vbpi_mix.export.posterior import (
@@ -29,6 +29,9 @@ from vbpi_mix.export.tree_writers import sample_newick
 from vbpi_mix.inference.runs import Run, open_run
 from vbpi_mix.trees.conversions import to_dendropy, to_ete3
 from vbpi_mix.trees.topology import Topology
+
+if TYPE_CHECKING:
+    import ete3
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Posterior:
 
     def ete3_trees(self, n: int, seed: int = 0) -> list[ete3.Tree]:
         """n sampled trees as ete3 trees (trifurcating at the root)."""
+        import ete3  # imported where used: it loads scipy.stats, a second of start-up
+
         sample = self.sample(n, seed)
         return [ete3.Tree(sample.newick(i), format=1, quoted_node_names=True) for i in range(n)]
 

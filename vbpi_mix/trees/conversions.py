@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dendropy
-import ete3
 import numpy as np
 
 from vbpi_mix.trees.topology import Topology, canonical_from_edges
+
+if TYPE_CHECKING:
+    import ete3
 
 
 def topology_from_dendropy(
@@ -53,6 +56,8 @@ def to_dendropy(
 
 def to_ete3(topology: Topology, lengths: Sequence[float] | None = None) -> ete3.Tree:
     """An ete3 tree (trifurcating at the canonical root, so unrooted in ete3's sense)."""
+    import ete3  # imported where used: it loads scipy.stats, a second of start-up
+
     return ete3.Tree(
         topology.newick(lengths), format=1 if lengths is not None else 9, quoted_node_names=True
     )
