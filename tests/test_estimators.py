@@ -14,8 +14,10 @@ import torch
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.estimators import (
     A2A,
+    RWS,
     S2A,
     S2S,
+    VIMCO,
     LogWeights,
     component_terms,
     estimate,
@@ -69,11 +71,15 @@ def test_s2a_averaged_over_all_subsets_equals_a2a():
 
 
 def test_s2s_with_every_component_is_a2a():
+    """Why S2S refuses S = A: weighed against the mixture of all drawn components, a record
+    in which every component drew gives A2A's bound."""
     sbn = mixture(3)
     full = record_for(sbn, np.arange(3), np.random.default_rng(3).integers(0, 15, (3, 4)))
-    assert float(estimate(S2S(3, 3), full).bound) == pytest.approx(
+    assert float(estimate(S2S(3, 2), full).bound) == pytest.approx(
         float(estimate(A2A(3), full).bound), abs=1e-14
     )
+    with pytest.raises(VbpiMixError, match="that is A2A"):
+        S2S(3, 3)
 
 
 def expected_bound(sbn, estimator, subsets, k) -> float:
@@ -88,7 +94,7 @@ def expected_bound(sbn, estimator, subsets, k) -> float:
             index = torch.as_tensor(particles)  # [S, K]
             probability = float(log_q[index, torch.as_tensor(subset)[:, None]].sum().exp())
             record = record_for(sbn, list(subset), particles, log_q)
-            bound = estimate(estimator, record, gradient="rws").bound  # VIMCO needs K >= 2
+            bound = estimate(estimator, record, gradient=RWS()).bound  # VIMCO needs K >= 2
             total += probability * float(bound) / len(subsets)
     return total
 
@@ -154,7 +160,7 @@ def test_rws_gradient_is_the_self_normalised_score():
     sbn, drawn = mixture(3, seed=12), [0, 2]
     particles = np.random.default_rng(13).integers(0, 15, (2, 4))
     got = torch.autograd.grad(
-        estimate(S2A(3, 2), record_for(sbn, drawn, particles), gradient="rws").surrogate,
+        estimate(S2A(3, 2), record_for(sbn, drawn, particles), gradient=RWS()).surrogate,
         sbn.entry_logits,
     )[0]
     log_q = sbn.log_prob(PARENTS).detach()  # [3, 15]
@@ -173,7 +179,7 @@ def test_rws_gradient_is_the_self_normalised_score():
 def test_one_particle_one_component_is_the_elbo():
     sbn = mixture(1)
     record = record_for(sbn, [0], [[7]])
-    value = estimate(A2A(1), record, gradient="rws").bound
+    value = estimate(A2A(1), record, gradient=RWS()).bound
     expected = TARGET[7] - sbn.log_prob(PARENTS)[0, 7]
     assert float(value) == pytest.approx(float(expected.detach()), abs=1e-14)
 
@@ -184,14 +190,15 @@ def test_vimco_baselines_replace_one_weight_by_the_others_mean():
     expected = torch.logsumexp(torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64), 0) - math.log(3)
     assert float(baselines[0, 0]) == pytest.approx(float(expected))
     with pytest.raises(VbpiMixError, match="at least 2 particles"):
-        vimco_baselines(torch.zeros(1, 1))
+        VIMCO(particles=1)
 
 
 def test_invalid_configurations_name_the_fix():
     with pytest.raises(VbpiMixError, match="between 1 and --components"):
         make_estimator("s2a", 3, 4)
-    with pytest.raises(VbpiMixError, match="use --estimator a2a"):
-        make_estimator("s2s", 3, 3)
+    for name in ("s2s", "s2a"):
+        with pytest.raises(VbpiMixError, match="use --estimator a2a"):
+            make_estimator(name, 3, 3)
     with pytest.raises(VbpiMixError, match="drop --subset"):
         make_estimator("a2a", 3, 2)
 

@@ -27,6 +27,7 @@ from vbpi_mix.export.api import Posterior
 from vbpi_mix.export.posterior import topology_probabilities
 from vbpi_mix.export.report import write_posterior_summary
 from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_tsv
+from vbpi_mix.inference.estimators import ESTIMATORS, GRADIENTS
 from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
 from vbpi_mix.inference.psis import pareto_k_verdict
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
@@ -434,9 +435,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if args.iterations is not None:
         protocol = protocol.with_iterations(args.iterations)
     estimators = [name.strip().lower() for name in args.estimators.split(",")]
-    unknown = sorted(set(estimators) - {"a2a", "s2a", "s2s"})
+    unknown = sorted(set(estimators) - set(ESTIMATORS))
     if unknown:
-        raise VbpiMixError(f"--estimators: unknown {', '.join(unknown)} (choose a2a,s2a,s2s)")
+        raise VbpiMixError(
+            f"--estimators: unknown {', '.join(unknown)} (choose {','.join(ESTIMATORS)})"
+        )
     settings = grid(args.datasets, estimators, args.components, args.subset, args.seeds)
     if not settings:
         raise VbpiMixError("no valid settings: S2A and S2S need --subset S below --components A")
@@ -576,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--estimator",
-        choices=("a2a", "s2a", "s2s"),
+        choices=tuple(ESTIMATORS),
         default="a2a",
         help="a2a: all components draw; s2a/s2s: a random subset draws (default: a2a)",
     )
@@ -602,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--objective",
-        choices=("vimco", "rws"),
+        choices=tuple(GRADIENTS),
         default="vimco",
         help="topology gradient (default: vimco)",
     )
@@ -758,8 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iterations", type=_positive_int, metavar="N",
                        help="override the protocol's iterations (its warm-up keeps the same "
                        "fraction of them)")  # fmt: skip
-    bench.add_argument("--estimators", default="a2a,s2a,s2s",
-                       help="comma-separated (default: a2a,s2a,s2s)")  # fmt: skip
+    bench.add_argument("--estimators", default=",".join(ESTIMATORS),
+                       help=f"comma-separated (default: {','.join(ESTIMATORS)})")  # fmt: skip
     bench.add_argument("--components", type=_positive_int, nargs="+", default=[2], metavar="A",
                        help="mixture sizes (default: 2)")  # fmt: skip
     bench.add_argument("--subset", type=_positive_int, nargs="+", default=[1], metavar="S",

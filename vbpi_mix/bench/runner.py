@@ -19,6 +19,7 @@ from tqdm import tqdm
 from vbpi_mix.bench.datasets import alignment_path, golden_paths, ufboot_paths
 from vbpi_mix.bench.protocols import Protocol
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.estimators import ESTIMATORS, make_estimator
 from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
@@ -50,19 +51,28 @@ def grid(
     datasets: list[str], estimators: list[str], components: list[int], subsets: list[int],
     seeds: int,
 ) -> list[Setting]:  # fmt: skip
-    """Every valid combination: A2A ignores S; S2A and S2S need S < A (S2S with S = A is A2A,
-    S2A with S = A draws every component, A2A again)."""
+    """Every combination the estimators accept (their constructors hold the rules: A2A takes
+    no S; S2A and S2S need S < A, since with S = A they are A2A)."""
     settings = []
     for dataset in datasets:
         for a in components:
             for estimator in estimators:
-                choices = [None] if estimator == "a2a" else [s for s in subsets if s < a]
+                choices = subsets if ESTIMATORS[estimator].takes_subset else [None]
                 settings += [
                     Setting(dataset, estimator, a, s, seed)
                     for s in choices
+                    if _accepted(estimator, a, s)
                     for seed in range(seeds)
                 ]
     return settings
+
+
+def _accepted(estimator: str, components: int, subset: int | None) -> bool:
+    try:
+        make_estimator(estimator, components, subset)
+    except VbpiMixError:
+        return False
+    return True
 
 
 def finished_result(folder: Path, protocol: Protocol) -> dict | None:

@@ -23,6 +23,7 @@ from vbpi_mix.inference.estimators import (
     estimate,
     k_sample_bound,
     make_estimator,
+    make_gradient,
 )
 from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.objective import Target, draw_log_weights
@@ -84,16 +85,12 @@ class TrainingConfig:
             )
         if self.warmup is not None and self.warmup < 0:
             raise VbpiMixError(f"--warmup must be 0 (no annealing) or more; got {self.warmup}")
-        if self.objective == "vimco" and self.particles < 2:
-            raise VbpiMixError(
-                f"VIMCO needs at least 2 particles; got --particles {self.particles} "
-                "(use --particles 10, or --objective rws)"
-            )
         if self.particles < 1:
             raise VbpiMixError(f"--particles must be at least 1; got {self.particles}")
         if self.eval_every < 0:
             raise VbpiMixError(f"--eval-every must be 0 (never) or more; got {self.eval_every}")
         make_estimator(self.estimator, n_components, self.subset)
+        make_gradient(self.objective, self.particles)
 
 
 def read_metric_lines(path: Path) -> list[dict]:
@@ -122,6 +119,7 @@ class Trainer:
         self.mixture, self.target, self.config = mixture, target, config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.estimator = make_estimator(config.estimator, mixture.n_components, config.subset)
+        self.gradient = make_gradient(config.objective, config.particles)
         self.optimizer = torch.optim.Adam(
             [
                 {"params": mixture.sbn.parameters(), "lr": config.topology_lr},
@@ -197,7 +195,7 @@ class Trainer:
             self.generator,
             scored=self.estimator.scored_components(drawn),
         )
-        result = estimate(self.estimator, record, config.objective)
+        result = estimate(self.estimator, record, self.gradient)
         with torch.no_grad():
             bound = float(k_sample_bound(self.estimator.log_weights(record.untempered())).mean())
         if not math.isfinite(bound) or not torch.isfinite(result.surrogate):
