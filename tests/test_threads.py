@@ -80,3 +80,11 @@ def test_training_does_not_depend_on_the_thread_count(tmp_path):
     assert strip == [{k: v for k, v in r.items() if "seconds" not in k} for r in records_2]
     for name, value in state_1.items():
         assert torch.equal(value, state_2[name]), name
+
+
+def test_a_hopeless_count_is_dropped_after_two_timed_iterations():
+    tuner = ThreadTuner(maximum=2, period=100, probe=5)
+    used = run_iterations(tuner, {1: 1.0, 2: 30.0}, 20)
+    # the first iteration at 2, six at 1 (one settles), then 2 only for one settling and two
+    # timed iterations, both over twice 1's median: dropped
+    assert used == [2] + [1] * 6 + [2] * 3 + [1] * 10 and tuner.count == 1

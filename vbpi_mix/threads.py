@@ -50,7 +50,9 @@ class ThreadTuner:
 
     A round times `probe` iterations (after one to settle) at each of n/2, n and 2n threads
     (within 1..`maximum`, n the current count) and keeps the count with the smallest median
-    time per iteration, the smaller count on a tie. Rounds start at the first iteration and
+    time per iteration, the smaller count on a tie; a count whose first two timed iterations
+    are both over twice the best median so far is dropped at once (on a crowded machine an
+    oversubscribed iteration can cost 30 times a good one). Rounds start at the first iteration and
     then every `period` iterations; the period doubles, up to `longest_period`, each time a
     round keeps the count, and returns to `period` when the count changes, so a steady
     machine is probed rarely and a change of load is noticed within a few thousand
@@ -79,7 +81,9 @@ class ThreadTuner:
         trying = self._candidates[0]
         timings = self._timings.setdefault(trying, [])
         timings.append(seconds)
-        if len(timings) <= self.probe:  # the first timing at a new count only settles it
+        finished = [statistics.median(t[1:]) for n, t in self._timings.items() if n != trying]
+        hopeless = len(timings) >= 3 and bool(finished) and min(timings[1:]) > 2 * min(finished)
+        if len(timings) <= self.probe and not hopeless:  # the first timing only settles it
             return
         self._candidates.pop(0)
         if self._candidates:
