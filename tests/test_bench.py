@@ -89,7 +89,7 @@ def test_a_moved_bench_folder_still_plots_its_runs(stand_in_data, tmp_path, monk
     out.rename(moved)
     plotted = {}
 
-    def record(runs, stem, title):
+    def record(runs, stem, title, reference=None):
         plotted.update(runs)
         return []
 

@@ -72,29 +72,43 @@ def plot_posterior_against_golden(
     return save_figure(figure, folder / "posterior_vs_golden")
 
 
-def plot_training_curves(runs: dict[str, Path], stem: Path, title: str) -> list[Path]:
-    """Running bound and periodic MLL against iterations and training seconds, one line per
-    run folder."""
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
-    for label, folder in runs.items():
-        lines = read_metrics(folder)
+def plot_training_curves(
+    runs: dict[str, Path], stem: Path, title: str, reference: float | None = None
+) -> list[Path]:
+    """Running bound and, where runs recorded them (`fit --eval-every`), periodic MLL
+    estimates against iterations and training seconds, one line per run folder; `reference`
+    (MrBayes' stepping-stone MLL) as a dashed line on the MLL panels."""
+    records = {label: read_metrics(folder) for label, folder in runs.items()}
+    with_mll = any("mll" in line for lines in records.values() for line in lines)
+    figure, axes = plt.subplots(1 + with_mll, 2, figsize=(11, 3.75 * (1 + with_mll)),
+                                sharey="row", squeeze=False)  # fmt: skip
+    for label, lines in records.items():
         training = [line for line in lines if "running_bound" in line]
         evaluations = [line for line in lines if "mll" in line]
         for column, key in enumerate(("iteration", "seconds")):
             axes[0, column].plot([t[key] for t in training],
                                  [t["running_bound"] for t in training], label=label)  # fmt: skip
-            axes[1, column].plot([e[key] for e in evaluations], [e["mll"] for e in evaluations],
-                                 "o-", markersize=3, label=label)  # fmt: skip
+            if with_mll:
+                axes[1, column].plot([e[key] for e in evaluations],
+                                     [e["mll"] for e in evaluations], "o-", markersize=3,
+                                     label=label)  # fmt: skip
     for column, xlabel in enumerate(("iteration", "training seconds")):
-        axes[1, column].set_xlabel(xlabel)
+        axes[-1, column].set_xlabel(xlabel)
     axes[0, 0].set_ylabel("running K-particle bound")
-    axes[1, 0].set_ylabel("MLL (1000 particles)")
+    if with_mll:
+        axes[1, 0].set_ylabel("MLL (one set of particles)")
     for row in axes:
         values = [y for line in row[0].get_lines() for y in line.get_ydata()]
         if values:  # the early, annealed part of training would squash the end
             low, top = np.percentile(values, 10), max(values)
+            if reference is not None and row is axes[-1] and with_mll:
+                low, top = min(low, reference - 1), max(top, reference)
             row[0].set_ylim(low, top + 0.05 * (top - low) + 1)
-    axes[0, 0].legend(fontsize=7)
+    if with_mll and reference is not None:
+        for axis in axes[1]:
+            axis.axhline(reference, color="grey", linestyle="--", linewidth=0.8,
+                         label="MrBayes stepping-stone")  # fmt: skip
+    axes[-1, 0].legend(fontsize=7)
     figure.suptitle(title)
     return save_figure(figure, stem)
 

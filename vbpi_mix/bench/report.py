@@ -161,5 +161,6 @@ def _figures(results: list[dict], out: Path) -> list[Path]:
         dataset, name = result["setting"]["dataset"], Path(result["run_dir"]).name
         by_dataset[dataset][name] = out / dataset / name
     for dataset, runs in sorted(by_dataset.items()):
-        paths += plot_training_curves(runs, out / "plots" / f"training_{dataset}", dataset)
+        stem = out / "plots" / f"training_{dataset}"
+        paths += plot_training_curves(runs, stem, dataset, published.get(dataset))
     return paths
