@@ -21,3 +21,8 @@ bench DS1 DS2 DS3 DS4 DS5 DS6 DS7 DS8 --report-only
 mkdir -p benchmarks/results/paper
 cp "$out"/results.md "$out"/results.csv "$out"/results.json benchmarks/results/paper/
 cp -r "$out"/plots benchmarks/results/paper/
+for figure in "$out"/DS*/*/posterior_vs_golden.png; do  # DS1-DS4: q against the golden run
+  [ -e "$figure" ] || continue
+  run=$(dirname "$figure")
+  cp "$figure" "benchmarks/results/paper/plots/$(basename "$(dirname "$run")")_$(basename "$run")_posterior_vs_golden.png"
+done

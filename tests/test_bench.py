@@ -115,10 +115,11 @@ def test_interrupted_setting_is_listed_as_unfinished(stand_in_data, tmp_path, mo
 def test_seconds_to_accuracy_takes_the_first_estimate_within_each_gap(tmp_path):
     lines = [
         {"iteration": 10, "bound": -120.0, "seconds": 4.0},  # a training line: no MLL
-        {"iteration": 10, "seconds": 5.0, "mll": -105.0},
-        {"iteration": 20, "seconds": 9.0, "mll": -100.7},
-        {"iteration": 30, "seconds": 12.0, "mll": -99.2},
-        {"iteration": 40, "seconds": 15.0, "mll": -100.2},
+        {"iteration": 10, "seconds": 5.0, "mll": -105.0, "pareto_k": 0.9},
+        {"iteration": 15, "seconds": 7.0, "mll": -100.1, "pareto_k": 1.4},  # near by chance
+        {"iteration": 20, "seconds": 9.0, "mll": -100.7, "pareto_k": 0.6},
+        {"iteration": 30, "seconds": 12.0, "mll": -99.2, "pareto_k": 0.5},
+        {"iteration": 40, "seconds": 15.0, "mll": -100.2, "pareto_k": 0.4},
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert seconds_to_accuracy(tmp_path, -100.0) == [9.0, 15.0, 15.0]

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from vbpi_mix.export.posterior import draw_trees, split_frequencies  # noqa: E402
 from vbpi_mix.inference.runs import read_metrics  # noqa: E402
@@ -94,6 +95,8 @@ def plot_training_curves(
                                      label=label)  # fmt: skip
     for column, xlabel in enumerate(("iteration", "training seconds")):
         axes[-1, column].set_xlabel(xlabel)
+    for axis in axes[:, 0]:
+        axis.xaxis.set_major_formatter(EngFormatter(sep=""))  # 400k, not 400000
     axes[0, 0].set_ylabel("running K-particle bound")
     if with_mll:
         axes[1, 0].set_ylabel("MLL (one set of particles)")

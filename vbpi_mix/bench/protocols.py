@@ -1,14 +1,12 @@
-"""Benchmark protocols: the published one and a short budget for a few hours on 2 cores.
+"""Benchmark protocols: the published one and a short smoke test of the grid.
 
 `paper` is the VBPI / VBPI-Mixtures protocol (published.md): 400,000 iterations, K = 10,
 VIMCO, Adam with learning rate 0.001, x0.75 every 20,000 iterations, annealing over the first
 100,000, PSP features, MLL from 1000 particles x 100 repeats; one 1000-particle estimate
 every 10,000 iterations records the MLL against training time.
 `quick` keeps K, VIMCO and PSP, and trains 10,000 iterations at learning rate 0.003, annealing
-over all of them (beta reaches 1 at the end); MLL from 1000 particles x 10 repeats. Measured on
-DS1 (A=1): annealing over 2,000 iterations with x0.75 every 5,000 ended at MLL -7123.7, annealing
-over 10,000 at -7109.9 (benchmarks/results/quick/README.md). All of DS1-DS8 with A2A, S2A
-and S2S at A=2, S=1 took about 2 hours on 2 cores.
+over all of them (beta reaches 1 at the end); MLL from 1000 particles x 10 repeats: a smoke
+test of the whole grid in minutes, not a reproduction.
 """
 
 from __future__ import annotations

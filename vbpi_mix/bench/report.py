@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
+from vbpi_mix.inference.psis import UNRELIABLE_ABOVE
 from vbpi_mix.inference.runs import read_metrics
 from vbpi_mix.io.text_files import write_text_atomic
 
@@ -40,8 +41,12 @@ def published_numbers() -> dict[tuple[str, str, str], tuple[float, float]]:
 
 def seconds_to_accuracy(run_dir: Path, reference: float) -> list[float | None]:
     """For each of GAPS: the training seconds at the first periodic MLL estimate (`fit
-    --eval-every`, one set of particles) within that many nats of `reference`, or None."""
-    evaluations = [line for line in read_metrics(run_dir) if "mll" in line]
+    --eval-every`, one set of particles) within that many nats of `reference` and reliable
+    by its Pareto k-hat (at most 0.7; early estimates can land near by chance), or None."""
+    evaluations = [
+        line for line in read_metrics(run_dir)
+        if "mll" in line and line["pareto_k"] <= UNRELIABLE_ABOVE
+    ]  # fmt: skip
     return [
         next((e["seconds"] for e in evaluations if abs(e["mll"] - reference) <= gap), None)
         for gap in GAPS
@@ -124,7 +129,8 @@ def write_report(
         f"convention (q floored at {GOLDEN_FLOOR:.2g}, as the reference SBN code) and over the "
         "golden topologies q can reach (renormalised), with the golden mass it cannot reach beside "
         f"it; '{TIME_TO_ACCURACY}': training seconds until a periodic MLL estimate (one set of "
-        "particles) first came within that many nats of MrBayes' stepping-stone value.\n\n"
+        "particles, Pareto k-hat at most 0.7) first came within that many nats of MrBayes' "
+        "stepping-stone value.\n\n"
     )
     if unfinished:
         header += f"Not finished (not reported): {', '.join(unfinished)}.\n\n"
