@@ -135,7 +135,7 @@ def add_likelihood_device(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="where the Felsenstein pruning runs: cpu (default) or cuda, an NVIDIA GPU through "
         "numba.cuda (everything else stays on the CPU; pays off for large batches of trees, "
-        "such as A2A with many components; a call costs about 0.5 ms whatever its size)",
+        "such as A2A with many components, since a call has a fixed cost whatever its size)",
     )
 
 

@@ -125,7 +125,7 @@ class Trainer:
                 {"params": mixture.sbn.parameters(), "lr": config.topology_lr},
                 {"params": mixture.branches.parameters(), "lr": config.branch_lr},
             ],
-            fused=True,  # one compiled pass over every parameter: ~1.5 ms less per DS1 iteration
+            fused=True,  # one compiled pass over every parameter, not a loop over tensors
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,

@@ -1,8 +1,9 @@
 """A fast Newick reader for bulk tree sets (support building reads ~10^5 trees).
 
-DendroPy takes about 3 ms per 64-taxon tree here, too slow for 100,000 UFBoot trees; this
-tokenizer takes a tenth of that. It returns a flat node list, not a tree object; the trees
-layer turns it into a topology. Tested against DendroPy on the same strings.
+DendroPy's full tree objects are too slow for 100,000 UFBoot trees; this tokenizer does the
+least that support building needs (benchmarks/results/support_sbn.md). It returns a flat
+node list, not a tree object; the trees layer turns it into a topology. Tested against
+DendroPy on the same strings.
 """
 
 from __future__ import annotations

@@ -288,9 +288,9 @@ def cuda_available() -> bool:
 class _CallArrays:
     """Everything a call of one shape launches with, made once and reused: device views of
     the workspace's buffers (inputs, outputs, inside vectors), pinned host staging for the
-    inputs and the configured kernels. numba-cuda builds each device-array view in Python
-    (about 25 us on the H100 machine), and making a call's 19 views afresh each time was most
-    of its cost (benchmarks/results/gpu.md)."""
+    inputs and the configured kernels. numba-cuda builds each device-array view in Python,
+    and making a call's 19 views afresh each time was most of its cost
+    (benchmarks/results/gpu.md)."""
 
     host_floats: np.ndarray  # transition matrices, frequencies, category weights, flat
     host_integers: np.ndarray  # child rows, child edges, root rows, root edges, flat

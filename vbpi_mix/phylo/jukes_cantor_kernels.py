@@ -10,9 +10,9 @@ b = (1 - a) / 4), passed as its pair (a, b) per rate category, `[C, 2]`. A messa
     d log L / d b = sum_ij G_ij = w_c sum_p k_p (sum_i U_i) (sum_j L_j).
 
 The loops mirror the general ones in vbpi_mix.phylo.pruning_kernels (same arguments, same
-range test) and are picked by the shape of the matrices; measured on DS1 the product of two
-messages takes 1.26 instead of 1.80 us per node, an edge's gradient and outside vector 1.1
-instead of 2.0 us. `child_gradients` has no general twin: it does in one pass what the
+range test) and are picked by the shape of the matrices; with two numbers a matrix instead of
+sixteen they do less arithmetic per node (benchmarks/results/kernel.md). `child_gradients`
+has no general twin: it does in one pass what the
 general loops do in four for a node's two child edges.
 """
 
@@ -111,9 +111,8 @@ def _push_down(a, b, u0, u1, u2, u3, out0, out1, out2, out3, p):
 def _child_gradients_loop(write0: bool, write1: bool):
     """The compiled pass of `child_gradients` for children whose outside vectors are written
     (write_s: child s is internal) or not (a tip's is never needed), the flags constants of
-    each loop. 100 DS1 trees, likelihood and gradient: 4.4 ms; writing a tip's outside
-    vector over a copy of its partials (one loop for every node) took 6.6 ms, and the flags
-    as arguments tested inside the loop, which kept LLVM from vectorising it, 7.6 ms."""
+    each loop: flags passed as arguments and tested inside the loop kept LLVM from
+    vectorising it, and a tip's partials are read in place rather than copied."""
 
     @compiled_into_caller
     def loop(matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1):
@@ -168,10 +167,9 @@ def child_gradients(
 
     The messages are formed on the fly and never stored: the separate passes (two messages,
     then an edge gradient and outside vector per child, as for the general matrices) read
-    and wrote 48 state rows per node, this one 20; a DS1 node with two internal children
-    6.8 -> 4.6 us, copies of its vectors included. Each outside vector is written over the
+    and wrote 48 state rows per node, this one 20. Each outside vector is written over the
     vector it is computed from, and the range test keeps no per-pattern maxima: with separate
-    output arrays or maxima arrays LLVM left the loop scalar (measured, 2.4x slower).
+    output arrays or maxima arrays LLVM left the loop scalar.
     """
     if internal0 and internal1:
         return _both_internal(

@@ -23,8 +23,7 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 compiled = numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
 # Compiled into each caller (numba inlining) rather than called as a separate function: the
 # fused child-gradient loop, called, ran slower in a kernel loaded from numba's cache than in
-# a freshly compiled one (100 DS1 trees: 9.9-10.6 against 8.2-8.7 ms); inlined, 7.2-7.6 ms
-# either way.
+# a freshly compiled one; inlined, it runs as fast either way.
 compiled_into_caller = numba.njit(
     cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy", inline="always"
 )
@@ -54,6 +53,6 @@ def out_of_range(largest):
 @compiled
 def state_rows(vector, c):
     """The four state rows of rate category c of a `[C, 4, P]` vector, as one-dimensional
-    views for the pattern loops (indexing the 3-d array inside a loop kept LLVM from
-    vectorising it: 2.2x slower)."""
+    views for the pattern loops (indexing the 3-d array inside a loop keeps LLVM from
+    vectorising it)."""
     return vector[c, 0], vector[c, 1], vector[c, 2], vector[c, 3]

@@ -24,14 +24,14 @@ U(child of u) = D_u * (message of the sibling), D_u = P_eu^T U_eu.
 Each tree's gradient is computed in the forward call, right after its likelihood, while its
 vectors are still in cache (when autograd will need it); the backward only multiplies it by
 the upstream gradient d(loss)/d log L_b. Keeping every tree's vectors for a later backward
-pass instead (walking all trees level by level) made the kernel memory-bound: 1.6x slower
-for 100 DS1 trees (24.8 against 15.8 ms, same arithmetic), with 72 MB of vectors for them.
+pass instead (walking all trees level by level) would make the kernel memory-bound (tens of
+megabytes of vectors for a hundred trees).
 The outside vector D of a node is written over its inside vector, which no later step needs.
 The gradient with respect to the transition matrices then flows through autograd into branch
 lengths and model parameters. The per-node loops are compiled
 (vbpi_mix.phylo.pruning_kernels). Under JC69 (`SubstitutionModel.is_jukes_cantor`) each
 matrix is passed as the pair (a, b) of P = a I + b J and cheaper loops run
-(vbpi_mix.phylo.jukes_cantor_kernels): 1.3x faster for the same values. On an NVIDIA GPU the
+(vbpi_mix.phylo.jukes_cantor_kernels), with the same values. On an NVIDIA GPU the
 same quantities come from vbpi_mix.phylo.cuda_pruning (`TreeLikelihood(..., device="cuda")`):
 the kernel is chosen by the workspace handed to `pruning_log_likelihood`.
 """
@@ -62,8 +62,8 @@ class Workspace:
     is vbpi_mix.phylo.cuda_pruning.CudaWorkspace. Buffers are reused so that repeated calls do
     not pay for fresh memory.
 
-    Fresh multi-megabyte arrays are page-faulted in on every call (measured: several times
-    the cost of the arithmetic). A workspace keeps the largest buffers seen and hands out
+    Fresh multi-megabyte arrays are page-faulted in on every call, which costs more than the
+    arithmetic. A workspace keeps the largest buffers seen and hands out
     views; their contents do not outlive a call.
     """
 

@@ -8,7 +8,7 @@ per-thread scratch buffer of N-3 rows that stays in cache (DS1: 0.7 MB), and for
 the two messages, their product and its per-pattern maximum (which decides whether to
 rescale) are one pass over its patterns. No Python runs per node or per tree. The
 mathematics is stated in vbpi_mix.phylo.likelihood. The kernels make no BLAS or torch calls:
-another thread pool spinning beside numba's was measured to double the cost of a pass.
+another thread pool spinning beside numba's would compete for the same cores.
 
 Array legend: B trees, N taxa, C rate categories, P patterns; vectors `[C, 4, P]`, tips
 `[N, C, 4, P]`, scratch `[threads, N-3, C, 4, P]`, transitions `[B*E, C, 4, 4]` (row i,
@@ -72,7 +72,7 @@ def _times(m, v0, v1, v2, v3):
 
 
 # The pattern loops below compute all four states of a pattern in one iteration, reading each
-# input row once (a loop per state read the inputs four times: 1.4x slower), through
+# input row once (a loop per state would read the inputs four times), through
 # one-dimensional row views (`state_rows`).
 
 
@@ -92,8 +92,8 @@ def _general_message(matrix, partial, out):
 def _general_product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
     """out = (matrix1 partial1) * (matrix2 partial2), per category, fused, and its per-pattern
     maximum over (c, i); returns whether some maximum lies outside [RESCALE_BELOW,
-    RESCALE_ABOVE]. (Separate passes for the maxima and for the range test were measured to
-    cost as much as the product, and 0.7 times it.)"""
+    RESCALE_ABOVE]. (Separate passes for the maxima and for the range test would each cost
+    nearly as much as the product.)"""
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(partial1.shape[0]):
@@ -119,8 +119,7 @@ def _rescale(values, maximum, pattern_weights):
     Called only for vectors with some pattern out of [RESCALE_BELOW, RESCALE_ABOVE]. Where a
     vector is rescaled does not change the result: the likelihood adds the log factors back,
     and the gradients are ratios of vectors carrying the same factors. Rescaling every node
-    costs a log per pattern and a second pass over the node's vector: measured, it doubled
-    the time of the inside pass."""
+    costs a log per pattern and a second pass over the node's vector."""
     n_categories, _, n_patterns = values.shape
     maximum[:] = TINY
     for c in range(n_categories):
@@ -148,8 +147,7 @@ def _weighted_log_sum(values, pattern_weights):
 
 # The outside pass never stores an upper vector U = f * first * second (f = pi and the other
 # two root messages at the root; f = 1, D_u and the sibling's message below): its consumers
-# form it on the fly (a separate pass writing U and two passes reading it cost 1.2 us of the
-# 6.6 us per node, DS1).
+# form it on the fly, saving a pass that writes U and two that read it.
 
 
 @compiled
@@ -243,9 +241,8 @@ def _general_edge_gradient(
     push_down, the outside vector below it written over `lower`; returns whether that
     vector has a pattern out of [RESCALE_BELOW, RESCALE_ABOVE] (False without push_down).
 
-    Two passes: one loop doing both (as the Jukes-Cantor kernels do) was measured 1.15x
-    slower over the whole kernel, its 16 gradient accumulators and 16 matrix entries more
-    than the vector registers hold."""
+    Two passes: one loop doing both (as the Jukes-Cantor kernels do) would keep 16 gradient
+    accumulators and 16 matrix entries live, more than the vector registers hold."""
     _matrix_gradient(first, second, factors, lower, coefficient, weights, out)
     return push_down and _outside_vector(matrix, first, second, factors, lower, maximum)
 
@@ -295,7 +292,7 @@ def _tree_log_likelihood(
 
 # Without rescaling, every node's site_u(p) = sum_c w_c sum_i D_u L_u equals the root's
 # site(p) (push D_u up one edge at a time), so the outside pass reuses the root's coefficient
-# n_p / site(p); a node works out its own (1.3 of 6.6 us per node, DS1) only where a vector
+# n_p / site(p); a node works out its own (a fifth of its cost) only where a vector
 # it reads carries scale factors that the root's site does not: the whole tree when an
 # inside vector was rescaled, the subtree below a rescaled D otherwise.
 

@@ -18,12 +18,10 @@ Backward, with upstream gradients G_b `[B, E]` for the lengths and G_q `[A, B]`:
     d/d l_abe  = G_q[a, b] (z_abe^2 - 1) + [a = r_b] g_be sigma_abe eps_be
 
 each added to the parameters the moment read. The forward keeps z and 1 / sigma of every
-(a, b, e) for the backward (recomputing the moments there cost 0.4 ms more at A = 10, DS1).
-In torch the same draw and scores built `[A, B, E]` moments and a dozen elementwise tensors
-and their gradients: draw, scores and backward for the 100 particles of an A2A iteration at
-A = 10 (DS1) took 2.0 ms, compiled 1.1 ms (at A = 1, 10 particles: 0.44 -> 0.14 ms). The
-forward runs as three passes (moments; numpy's exponentials; scores): one compiled pass
-calling a moments helper per edge took 1.0 ms of that, the three 0.3 ms.
+(a, b, e) for the backward, cheaper than recomputing the moments there. Compiled, the draw
+and scores avoid torch's `[A, B, E]` temporaries and their gradients; the forward runs as
+three passes (moments; numpy's vectorised exponentials; scores), which beat one compiled pass
+that calls a moments helper per edge (benchmarks/results/iteration.md).
 """
 
 from __future__ import annotations
@@ -47,8 +45,7 @@ def _edge_moments(tables, shift, splits, psp, mean, log_std):
     every component; components in parallel (a thread reads one component's rows of the
     tables, which stay in cache). The sums are written out here, not in a helper called per
     edge: numba's inlining of a function that takes arrays counts references to them on
-    every call (atomic increments and decrements); with the exponentials taken one at a time
-    as well, that forward for an A2A iteration (A = 10, DS1) took 1.0 instead of 0.3 ms."""
+    every call (atomic increments and decrements)."""
     split_mean, split_log_std, psp_mean, psp_log_std = tables
     n_trees, n_edges = splits.shape
     for a in prange(mean.shape[0]):
@@ -85,8 +82,8 @@ def _scores(log_lengths, mean, log_std, inverse_std, log_q):
 def _draw_and_score(tables, shift, splits, psp, rows, noise):
     """log b `[B, E]`, tree b drawn with `noise` from row rows[b] of the tables, log q `[A, B]`
     of the draw under every row, and each (a, b, e)'s z and 1 / sigma `[A, B, E]` for the
-    backward. The exponentials run in numpy's vectorised loops (51,000 per A2A iteration at
-    A = 10, DS1: 0.05 ms, against 0.35 ms one at a time in the compiled loop)."""
+    backward. The exponentials run in numpy's vectorised loops, not one at a time in the
+    compiled loop (numba's exp is scalar)."""
     shape = (tables[0].shape[0], *splits.shape)
     z, log_std = np.empty(shape), np.empty(shape)
     _edge_moments(tables, shift, splits, psp, z, log_std)

@@ -9,7 +9,7 @@ import torch
 def component_rows(table: torch.Tensor, components: np.ndarray | None) -> torch.Tensor:
     """The chosen components' rows of a stacked parameter `[A, ...]`, or the parameter itself
     for None (a full slice would hand autograd a zero-filled copy of the table's gradient to
-    fill: 1 ms of an A2A iteration at A = 10, DS1). index_select's backward is an index_add."""
+    fill). index_select's backward is an index_add."""
     if components is None:
         return table
     return table.index_select(0, torch.as_tensor(np.asarray(components, dtype=np.int64)))

@@ -36,8 +36,8 @@ def family_log_softmax(logits: torch.Tensor, family: torch.Tensor, n_families: i
     same family (`family [X]`, values below `n_families`), per row.
 
     Shifted by each family's own maximum, so a family far below the rest of its row does not
-    underflow. gather / scatter_add with the expanded family index: 2-6x faster, forward and
-    backward, than index_select / index_add along X or advanced indexing ([10, 11744], DS1).
+    underflow. gather / scatter_add with the expanded family index, faster forward and
+    backward than index_select / index_add along X or advanced indexing.
     """
     family = family.expand_as(logits)
     with torch.no_grad():  # any per-family shift c gives the same value and gradient
@@ -136,8 +136,8 @@ class SBN(nn.Module):
         tables that score them under every component.
 
         Draw a root split, then split every clade given its parent subsplit down to the tips
-        (compiled, `sbn_sampling`, from the logits of the families visited: normalising every
-        component's whole support first cost 1 ms of an A=10 A2A iteration, DS1); the root
+        (compiled, `sbn_sampling`, from the logits of the families visited, not every
+        component's whole support normalised first); the root
         split's internal side becomes the trifurcating root.
         """
         index, n = self.index, self.index.n_taxa

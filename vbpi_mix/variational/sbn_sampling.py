@@ -92,8 +92,8 @@ def sample_parent_arrays(
     Only the families a draw visits are normalised (a tree visits N-2 of them), not the
     whole support of every component. The root split's internal side becomes the unrooted
     tree's trifurcating root, the other side hangs from it. Clades and parent subsplits are
-    found through the support's hash tables (`clade_slots`, `parent_slots`; binary searches
-    cost 7 us per DS1 tree), and the trees are shared among the threads.
+    found through the support's hash tables (`clade_slots`, `parent_slots`), not binary
+    searches, and the trees are shared among the threads.
     """
     n_trees = rows.size
     n_entries = entry_logits.shape[1]
