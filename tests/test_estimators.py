@@ -235,3 +235,9 @@ def test_s2s_scored_under_the_drawn_components_only_is_the_same_estimate():
     torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="every component"):
         estimate(A2A(5), narrow)
+
+
+def test_s2a_and_s2s_without_a_subset_ask_for_one():
+    for estimator in ("s2a", "s2s"):
+        with pytest.raises(VbpiMixError, match="needs --subset S"):
+            make_estimator(estimator, 5, None)

@@ -129,6 +129,11 @@ class S2A(MixtureEstimator):
     component draws, which is A2A."""
 
     def __init__(self, n_components: int, subset: int | None = None) -> None:
+        if subset is None:
+            raise VbpiMixError(
+                f"{type(self).__name__} needs --subset S, the components drawn per iteration, "
+                f"below --components ({n_components})"
+            )
         super().__init__(n_components, subset)
         if self.subset == n_components:
             raise VbpiMixError(
