@@ -52,11 +52,11 @@ class ThreadTuner:
     (within 1..`maximum`, n the current count) and keeps the count with the smallest median
     time per iteration, the smaller count on a tie; a count whose first two timed iterations
     are both over twice the best median so far is dropped at once (on a crowded machine an
-    oversubscribed iteration can cost 30 times a good one). Rounds start at the first iteration and
-    then every `period` iterations; the period doubles, up to `longest_period`, each time a
-    round keeps the count, and returns to `period` when the count changes, so a steady
-    machine is probed rarely and a change of load is noticed within a few thousand
-    iterations. Probing costs at most the few iterations run at a worse count.
+    oversubscribed iteration can cost many times a good one). Rounds start at the first
+    iteration and then every `period` iterations; the period doubles, up to
+    `longest_period`, each time a round keeps the count, and returns to `period` when the
+    count changes, so a steady machine is probed rarely and a change of load is noticed
+    within a few thousand iterations. Probing costs at most the few iterations run at a worse count.
     """
 
     def __init__(
