@@ -3,7 +3,9 @@ the bundled example, whose true tree is known."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -277,6 +279,56 @@ def test_the_default_warmup_is_a_quarter_of_the_iterations_and_kept_on_resume(tm
     longer = create_run(tmp_path, model, TrainingConfig(iterations=40, particles=2),
                         example_support())  # fmt: skip
     assert longer.trainer.config.warmup == 2 and longer.trainer.iteration == 8
+
+
+def test_a_split_mixture_trains_as_its_parent_until_the_split_then_its_copies_separate(
+    tmp_path,
+):
+    """Before `split_at` every component is the lone component trained as plain VBPI (same
+    bounds, same parameters, the mixture scores every tree as the parent does); at the split
+    the copies inherit its Adam moments, and the mixture's own draws then move them apart."""
+    split_at, model = 6, ModelConfig(alignment=str(EXAMPLE_FASTA), components=3)
+    training = TrainingConfig(
+        iterations=10,
+        particles=4,
+        estimator="s2s",
+        subset=1,
+        topology_lr=0.01,
+        branch_lr=0.01,
+        split_at=split_at,
+        seed=5,
+    )
+    child = create_run(tmp_path / "child", model, training, example_support())
+    parent = create_run(
+        tmp_path / "parent", dataclasses.replace(model, components=1),
+        dataclasses.replace(training, estimator="a2a", subset=None, split_at=0),
+        example_support(),
+    )  # fmt: skip
+    child_parameters = dict(child.mixture.named_parameters())
+    with torch.no_grad():
+        for name, value in parent.mixture.named_parameters():
+            value.copy_(child_parameters[name][:1])
+    for _ in range(split_at):
+        assert child.trainer.step() == pytest.approx(parent.trainer.step(), abs=1e-9)
+    parent_parameters = dict(parent.mixture.named_parameters())
+    for name, value in child.mixture.named_parameters():
+        reference = parent_parameters[name].expand_as(value)
+        assert torch.allclose(value, reference, rtol=0, atol=1e-12), name
+    generator = torch.Generator().manual_seed(0)
+    particles = parent.mixture.sample(np.zeros(50, dtype=np.int64), generator)
+    assert torch.allclose(
+        torch.logsumexp(child.mixture.sbn.log_prob(particles.tables), dim=0) - math.log(3),
+        parent.mixture.sbn.log_prob(particles.tables)[0], rtol=0, atol=1e-10,
+    )  # fmt: skip
+    child.trainer.step()  # the first mixture step copies the moments, then one component moves
+    moments = child.trainer.optimizer.state[child.mixture.sbn.entry_logits]
+    moved = [
+        not torch.equal(moments["exp_avg"][a], moments["exp_avg"][(a + 1) % 3]) for a in range(3)
+    ]
+    assert sum(moved) == 2  # two pairs hold the moved component, the third pair is untouched
+    child.trainer.step()
+    logits = child.mixture.sbn.entry_logits
+    assert not torch.equal(logits[0], logits[1]) or not torch.equal(logits[1], logits[2])
 
 
 def test_a_different_fit_in_the_same_folder_is_refused(tmp_path):

@@ -311,6 +311,7 @@ def run_fit(args: argparse.Namespace) -> int:
         particles=args.particles,
         estimator=args.estimator,
         subset=args.subset,
+        split_at=args.split_at,
         objective=args.objective,
         topology_lr=args.lr,
         branch_lr=args.lr,
@@ -588,6 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="S",
         help="components drawn per iteration for s2a/s2s",
+    )
+    fit.add_argument(
+        "--split-at",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --components above 1: train one component alone, as plain VBPI, for N "
+        "iterations, then start every component from it and train the mixture (default: 0, "
+        "components start apart)",
     )
     fit.add_argument(
         "--particles",

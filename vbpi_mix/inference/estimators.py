@@ -157,6 +157,22 @@ class S2S(S2A):
         return torch.logsumexp(drawn, dim=-1) - math.log(len(record.drawn))
 
 
+class Leader(MixtureEstimator):
+    """The first component alone, weighed against itself: plain VBPI on component 0 while
+    the others are its copies, the phase of a split start before the mixture trains."""
+
+    takes_subset = False
+
+    def draw(self, generator: torch.Generator | None = None) -> np.ndarray:
+        return np.zeros(1, dtype=np.int64)
+
+    def scored_components(self, drawn: np.ndarray) -> np.ndarray | None:
+        return drawn
+
+    def log_denominator(self, record: LogWeights) -> torch.Tensor:
+        return record.log_q[..., record.drawn_columns()[0]]
+
+
 ESTIMATORS: dict[str, type[MixtureEstimator]] = {"a2a": A2A, "s2a": S2A, "s2s": S2S}
 
 

@@ -139,6 +139,7 @@ def create_run(
     if existing is not None:
         # through the dataclass: settings added since the run was made take their defaults
         existing["model"] = _as_json(asdict(ModelConfig(**existing["model"])))
+        existing["training"] = _as_json(asdict(TrainingConfig(**existing["training"])))
         if _besides_iterations(existing) != _besides_iterations(settings):
             raise VbpiMixError(
                 f"{folder} holds a fit with other settings; choose a new --out or delete it"

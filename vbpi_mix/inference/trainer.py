@@ -20,6 +20,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.estimators import (
     EstimatorName,
     GradientName,
+    Leader,
     estimate,
     k_sample_bound,
     make_estimator,
@@ -43,7 +44,12 @@ LOG = logging.getLogger(__name__)
 class TrainingConfig:
     """Defaults follow the VBPI protocol except the budget (see published.md). `warmup`, the
     annealing iterations, defaults to a quarter of `iterations` (the published protocol
-    anneals over 100,000 of 400,000), so that every fit ends on the posterior itself."""
+    anneals over 100,000 of 400,000), so that every fit ends on the posterior itself.
+    `split_at` > 0 (with A > 1): the first component trains alone, as plain VBPI, for that
+    many iterations while the others are kept its copies; then every component starts from
+    it (Adam's moments included) and the mixture trains with `estimator`. A mixture started
+    from scratch spends its first iterations on A untrained components that each see 1/A
+    (S2A, S2S) of the draws; a split mixture begins where VBPI is."""
 
     iterations: int = 10_000
     particles: int = 10
@@ -56,6 +62,7 @@ class TrainingConfig:
     decay_every: int = 20_000
     anneal_start: float = 0.001
     warmup: int | None = None
+    split_at: int = 0
     checkpoint_every: int = 1000
     log_every: int = 10
     eval_every: int = 0
@@ -87,6 +94,11 @@ class TrainingConfig:
             raise VbpiMixError(f"--warmup must be 0 (no annealing) or more; got {self.warmup}")
         if self.particles < 1:
             raise VbpiMixError(f"--particles must be at least 1; got {self.particles}")
+        if not 0 <= self.split_at < self.iterations:
+            raise VbpiMixError(
+                f"--split-at must be 0 (components start apart) or below --iterations "
+                f"({self.iterations}); got {self.split_at}"
+            )
         if self.eval_every < 0:
             raise VbpiMixError(f"--eval-every must be 0 (never) or more; got {self.eval_every}")
         make_estimator(self.estimator, n_components, self.subset)
@@ -120,6 +132,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.estimator = make_estimator(config.estimator, mixture.n_components, config.subset)
         self.gradient = make_gradient(config.objective, config.particles)
+        self.splits = config.split_at > 0 and mixture.n_components > 1
+        self.leader = Leader(mixture.n_components)
+        if self.splits:
+            mixture.tie_components(0)
         self.optimizer = torch.optim.Adam(
             [
                 {"params": mixture.sbn.parameters(), "lr": config.topology_lr},
@@ -184,8 +200,12 @@ class Trainer:
     def step(self) -> float:
         """One iteration; returns the bound (beta = 1) of the particles drawn."""
         config = self.config
+        leading = self.splits and self.iteration < config.split_at
+        if self.splits and self.iteration == config.split_at:
+            self._copy_moments()
+        estimator = self.leader if leading else self.estimator
         beta = inverse_temperature(self.iteration, config.anneal_start, config.warmup)
-        drawn = self.estimator.draw(self.generator)
+        drawn = estimator.draw(self.generator)
         record = draw_log_weights(
             self.mixture,
             self.target,
@@ -193,11 +213,11 @@ class Trainer:
             config.particles,
             beta,
             self.generator,
-            scored=self.estimator.scored_components(drawn),
+            scored=estimator.scored_components(drawn),
         )
-        result = estimate(self.estimator, record, self.gradient)
+        result = estimate(estimator, record, self.gradient)
         with torch.no_grad():
-            bound = float(k_sample_bound(self.estimator.log_weights(record.untempered())).mean())
+            bound = float(k_sample_bound(estimator.log_weights(record.untempered())).mean())
         if not math.isfinite(bound) or not torch.isfinite(result.surrogate):
             where = f"; last good checkpoint: {self.run_dir / CHECKPOINT}" if self.run_dir else ""
             raise VbpiMixError(
@@ -207,9 +227,19 @@ class Trainer:
         self.optimizer.zero_grad()
         (-result.surrogate).backward()
         self.optimizer.step()
+        if leading:
+            self.mixture.tie_components(0)
         self.scheduler.step()
         self.iteration += 1
         return bound
+
+    @torch.no_grad()
+    def _copy_moments(self) -> None:
+        """At the split: every component's Adam moments become the first component's, so
+        that each copy continues exactly as the lone component would have."""
+        for state in self.optimizer.state.values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                state[key].copy_(state[key][0].expand_as(state[key]))
 
     def evaluation_record(self) -> dict:
         """The marginal likelihood of the current mixture from `eval_particles` particles (one

@@ -5,7 +5,8 @@ branch-length model with its own parameters, stacked along a leading component d
 
 `sample_and_score` draws a batch of particles and scores it under every component in one
 call, `[n, A]`. A = 1 is plain VBPI. Components start from different seeded perturbations,
-or they never separate.
+or they never separate; or, for a split start, as copies of one trained component
+(`tie_components`: a mixture of identical components is that component's distribution).
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ class Mixture(nn.Module):
     @property
     def n_components(self) -> int:
         return self.sbn.n_components
+
+    @torch.no_grad()
+    def tie_components(self, source: int = 0) -> None:
+        """Make every component a copy of component `source` (every parameter has the
+        component as its leading dimension)."""
+        for parameter in self.parameters():
+            parameter.copy_(parameter[source].expand_as(parameter))
 
     def sample(self, components: np.ndarray, generator: torch.Generator | None = None) -> Particles:
         """One particle per entry of `components`; branch lengths keep their gradient path."""
