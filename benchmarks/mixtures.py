@@ -8,10 +8,12 @@ seconds divided by that (for a split start: `--split-fraction` of the seconds at
 component's rate, the rest at the mixture's). The schedule is the same for every setting:
 learning rate `--lr`, annealing over the first quarter of the iterations, an MLL estimate from
 1000 particles at `--eval-points` points for the curves, and a final MLL from `--repeats` x
-1000 particles. The plan (iterations, split) is written before the fit, so that a stopped
-study resumes the same fits. Threads are fixed (`--threads`, default 1), so that two studies
-side by side on other data sets do not disturb each other's timing.
+1000 particles. The plans (iterations, split) are made first, on an idle machine
+(`--plan-only`), and kept, so that a stopped study resumes the same fits and later load does
+not change the budgets; the curves' time axis is the planned (nominal) seconds. Threads are
+fixed (`--threads`, default 1): two studies side by side on other data sets share 2 cores.
 
+    python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --plan-only
     python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --datasets DS1 DS5
     python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --report-only \\
         --datasets DS1 DS5 DS6 DS8 > benchmarks/results/mixtures_equal_time.md
@@ -84,6 +86,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="study folder (resumable)")
+    parser.add_argument("--plan-only", action="store_true", help="measure the rates only")
     parser.add_argument("--report-only", action="store_true")
     return parser.parse_args()
 
@@ -99,7 +102,7 @@ def training(args: argparse.Namespace, setting: Setting, iterations: int, split_
 def seconds_per_iteration(
     args: argparse.Namespace, setting: Setting, alignment: Path, support: Support
 ) -> float:
-    """Median-free pilot: the mean seconds of PILOT_TIMED iterations after PILOT_WARM."""
+    """The mean seconds of PILOT_TIMED training iterations after PILOT_WARM."""
     model = ModelConfig(alignment=str(alignment), components=setting.components)
     config = training(args, setting, 10**6, 0)
     with tempfile.TemporaryDirectory() as folder:
@@ -117,22 +120,28 @@ def plan(args, dataset: str, setting: Setting, alignment: Path, support: Support
     (kept in OUT/DSn/rates.json, so that a resumed study plans the same fits)."""
     path = args.out / dataset / "rates.json"
     rates = json.loads(read_text(path)) if path.is_file() else {}
-    for needed in {setting, LONE} if setting.split else {setting}:
+    for needed in (setting, LONE):
         if needed.rate_key() not in rates:
             rates[needed.rate_key()] = seconds_per_iteration(args, needed, alignment, support)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps(rates, indent=2) + "\n")
-    own = rates[setting.rate_key()]
-    if not setting.split:
-        return {"iterations": round(args.seconds / own), "split_at": 0}
-    split_at = round(args.split_fraction * args.seconds / rates[LONE.rate_key()])
-    rest = round((1 - args.split_fraction) * args.seconds / own)
-    return {"iterations": split_at + rest, "split_at": split_at}
+    own, lone = rates[setting.rate_key()], rates[LONE.rate_key()]
+    split_at = round(args.split_fraction * args.seconds / lone) if setting.split else 0
+    rest = round((args.seconds - split_at * lone) / own)
+    return {"iterations": split_at + rest, "split_at": split_at, "rate": own, "lone_rate": lone}
+
+
+def nominal_seconds(budget: dict, iteration: int) -> float:
+    """Training seconds at an iteration by the pilot's rates: the curves' time axis, which
+    load on the machine after planning does not distort."""
+    lone = min(iteration, budget["split_at"])
+    return lone * budget["lone_rate"] + (iteration - lone) * budget["rate"]
 
 
 def run_setting(args, data_dir: Path, dataset: str, setting: Setting) -> None:
+    """Plan (or read the plan of), fit, evaluate one setting; with --plan-only, plan only."""
     folder = args.out / dataset / setting.name.replace(" ", "-")
-    if (folder / "result.json").is_file():
+    if (folder / "result.json").is_file() or (args.plan_only and (folder / "plan.json").is_file()):
         return
     alignment = alignment_path(data_dir, dataset).resolve()
     support = build_support(ufboot_paths(data_dir, dataset), load_alignment(alignment).taxa,
@@ -144,6 +153,8 @@ def run_setting(args, data_dir: Path, dataset: str, setting: Setting) -> None:
         budget = plan(args, dataset, setting, alignment, support)
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(plan_path, json.dumps(budget) + "\n")
+    if args.plan_only:
+        return
     model = ModelConfig(alignment=str(alignment), components=setting.components)
     config = training(args, setting, budget["iterations"], budget["split_at"])
     run = create_run(folder, model, config, support)
@@ -161,8 +172,13 @@ def results(args, dataset: str) -> dict[str, tuple[dict, list[dict]]]:
     for setting in args.settings:
         folder = args.out / dataset / setting.replace(" ", "-")
         if (folder / "result.json").is_file():
-            evaluations = [line for line in read_metrics(folder) if "mll" in line]
-            found[setting] = (json.loads(read_text(folder / "result.json")), evaluations)
+            result = json.loads(read_text(folder / "result.json"))
+            evaluations = [
+                {**line, "seconds": nominal_seconds(result["plan"], line["iteration"])}
+                for line in read_metrics(folder)
+                if "mll" in line
+            ]
+            found[setting] = (result, evaluations)
     return found
 
 
@@ -184,8 +200,9 @@ def report(args) -> None:
           " x 1000 particles. Split: the lone component trains for "
           f"{args.split_fraction:.0%} of the seconds, then the mixture.\n")  # fmt: skip
     print(
-        "Columns: MLL and ELBO minus A=1's; `to A2A`: training seconds of the first 1000-"
-        "particle estimate within 0.3 nats of A2A's final MLL (the A2A of the same start).\n"
+        "Columns: measured training seconds (with whatever else ran); MLL and ELBO minus "
+        "A=1's; `to A2A`: planned training seconds of the first 1000-particle estimate within "
+        "0.3 nats of A2A's final MLL (the A2A of the same start).\n"
     )
     for dataset in args.datasets:
         found = results(args, dataset)
@@ -193,7 +210,7 @@ def report(args) -> None:
             continue
         mrbayes = published.get((dataset, "MrBayes SS", "mll"), (float("nan"),))[0]
         print(f"## {dataset} (MrBayes SS {mrbayes:.2f})\n")
-        print("| setting | iterations (split at) | seconds | MLL (sd) | ELBO | MLL - ELBO | "
+        print("| setting | iterations (split at) | measured s | MLL (sd) | ELBO | MLL - ELBO | "
               "k-hat | dMLL | dELBO | to A2A |")  # fmt: skip
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         lone = found.get("A=1", (None,))[0]
