@@ -81,6 +81,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, required=True, help="training seconds each")
     parser.add_argument("--split-fraction", type=float, default=0.5)
     parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--max-branch-sd", type=float, default=2.0, help="0: no cap")
     parser.add_argument("--eval-points", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
@@ -99,14 +100,20 @@ def training(args: argparse.Namespace, setting: Setting, iterations: int, split_
     )  # fmt: skip
 
 
+def model_config(args: argparse.Namespace, setting: Setting, alignment: Path) -> ModelConfig:
+    return ModelConfig(
+        alignment=str(alignment), components=setting.components,
+        max_branch_std=args.max_branch_sd or None,
+    )  # fmt: skip
+
+
 def seconds_per_iteration(
     args: argparse.Namespace, setting: Setting, alignment: Path, support: Support
 ) -> float:
     """The mean seconds of PILOT_TIMED training iterations after PILOT_WARM."""
-    model = ModelConfig(alignment=str(alignment), components=setting.components)
     config = training(args, setting, 10**6, 0)
     with tempfile.TemporaryDirectory() as folder:
-        run = create_run(Path(folder), model, config, support)
+        run = create_run(Path(folder), model_config(args, setting, alignment), config, support)
         for _ in range(PILOT_WARM):
             run.trainer.step()
         start = time.perf_counter()
@@ -155,9 +162,8 @@ def run_setting(args, data_dir: Path, dataset: str, setting: Setting) -> None:
         write_text_atomic(plan_path, json.dumps(budget) + "\n")
     if args.plan_only:
         return
-    model = ModelConfig(alignment=str(alignment), components=setting.components)
     config = training(args, setting, budget["iterations"], budget["split_at"])
-    run = create_run(folder, model, config, support)
+    run = create_run(folder, model_config(args, setting, alignment), config, support)
     run.trainer.run(progress=False)
     summary = summarize(run, 1000, args.repeats, args.seed)
     result = {"setting": setting.name, "plan": budget, "summary": summary}
@@ -195,7 +201,8 @@ def report(args) -> None:
     print(f"{date.today()}, commit {commit}, {platform.machine()}, {args.threads} thread(s) "
           "per fit, two fits side by side on 2 cores.\n")  # fmt: skip
     print(f"`python -m benchmarks.mixtures --seconds {args.seconds:g} --lr {args.lr:g} "
-          f"--split-fraction {args.split_fraction:g}`; K = 10, VIMCO, PSP, seed {args.seed}; "
+          f"--split-fraction {args.split_fraction:g} --max-branch-sd {args.max_branch_sd:g}`; "
+          f"K = 10, VIMCO, PSP, seed {args.seed}; "
           f"annealing over the first quarter of each fit's iterations; MLL from {args.repeats}"
           " x 1000 particles. Split: the lone component trains for "
           f"{args.split_fraction:.0%} of the seconds, then the mixture.\n")  # fmt: skip

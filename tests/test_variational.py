@@ -279,10 +279,13 @@ def test_split_features_equal_torch_lognormal():
 
 @pytest.mark.parametrize("features", ["psp", "split"])
 @pytest.mark.parametrize("scored", [None, [1]], ids=["all", "component 1"])
-def test_compiled_draw_and_scores_equal_torch_lognormal(features, scored):
+@pytest.mark.parametrize("capped", [False, True], ids=["", "sigma capped"])
+def test_compiled_draw_and_scores_equal_torch_lognormal(features, scored, capped):
     """rsample_and_log_prob against the draw and the density written with torch gathers and
     torch.distributions.LogNormal on the same noise: lengths, scores under every or a chosen
-    component, and the gradients of both (random upstream weights) in every table."""
+    component, and the gradients of both (random upstream weights) in every table; with the
+    cap on log sigma at the median edge's, so that half the edges meet it (torch.clamp in
+    the reference: no gradient through a capped log sigma)."""
     parents, sbn, model = branch_setup(features, seed=3)
     edges = edge_features(sbn.tables(parents))
     chosen = [0, 1] if scored is None else scored
@@ -304,12 +307,16 @@ def test_compiled_draw_and_scores_equal_torch_lognormal(features, scored):
                 safe = np.maximum(edges.psp[..., side], 0)
                 mean = mean + torch.where(present, model.psp_mean[chosen][:, safe], 0.0)
                 std = std + torch.where(present, model.psp_log_std[chosen][:, safe], 0.0)
-        std = std.exp()
+        std = std.clamp(max=model.max_log_std).exp()
         picked = torch.as_tensor(rows)
         lengths = torch.exp(mean[picked, torch.arange(12)] + std[picked, torch.arange(12)] * noise)
         log_q = torch.distributions.LogNormal(mean, std).log_prob(lengths).sum(-1)
         return lengths, log_q
 
+    if capped:
+        _, uncapped_log_std = model.mean_and_log_std(edges, np.array(chosen))
+        model.max_log_std = float(uncapped_log_std.median())
+        assert 0.3 < float((uncapped_log_std > model.max_log_std).double().mean()) < 0.7
     results = []
     for compute in (
         lambda: model.rsample_and_log_prob(

@@ -328,6 +328,7 @@ def run_fit(args: argparse.Namespace) -> int:
         components=args.components,
         branch_features=args.branch_features,
         init=args.init,
+        max_branch_std=args.max_branch_sd,
         substitution_model=substitution.pop("name"),
         **substitution,
     )
@@ -624,6 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("psp", "split"),
         default="psp",
         help="branch-length features (default: psp)",
+    )
+    fit.add_argument(
+        "--max-branch-sd",
+        type=_positive_float,
+        metavar="SIGMA",
+        help="cap on each branch's log-normal standard deviation (of log b), so that no "
+        "component grows tails far wider than a posterior's (default: none)",
     )
     fit.add_argument(
         "--init",

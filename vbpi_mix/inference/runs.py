@@ -70,6 +70,7 @@ class ModelConfig:
     init: SBNInit = "uniform"
     substitution_model: ModelName = "JC"
     branch_rate: float = 10.0
+    max_branch_std: float | None = None
     kappa: float = 2.0
     frequencies: list[float] | None = None
     rates: list[float] | None = None
@@ -113,8 +114,9 @@ def _assemble(
     alignment = load_alignment(model.alignment)
     index = build_subsplit_index(support.parents(), np.array(support.counts), alignment.n_taxa)
     mixture = Mixture(
-        index, model.components, model.branch_features, model.init, seed=training.seed
-    )
+        index, model.components, model.branch_features, model.init, seed=training.seed,
+        max_branch_std=model.max_branch_std,
+    )  # fmt: skip
     likelihood = TreeLikelihood(alignment, model.substitution(), likelihood_device)
     target = Target(likelihood, model.branch_rate)
     trainer = Trainer(mixture, target, training, folder)

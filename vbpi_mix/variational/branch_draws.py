@@ -6,7 +6,7 @@ f_v of its primary subsplit pairs; an id of -1 adds nothing) and the parameter t
 vbpi_mix.variational.branch_lengths:
 
     mu_abe = shift + m_split[a, s] + sum_v m_psp[a, f_v]
-    l_abe  = s_split[a, s] + sum_v s_psp[a, f_v],          sigma_abe = exp(l_abe)
+    l_abe  = min(s_split[a, s] + sum_v s_psp[a, f_v], L),  sigma_abe = exp(l_abe)
     log b_be = mu_rbe + sigma_rbe eps_be                   (r = r_b, the drawing component)
     log q_a(b | tau) = sum_e [-z_abe^2 / 2 - l_abe - log(2 pi) / 2 - log b_be],
                        z_abe = (log b_be - mu_abe) / sigma_abe
@@ -15,13 +15,15 @@ Backward, with upstream gradients G_b `[B, E]` for the lengths and G_q `[A, B]`:
 
     g_be   = G_b b_be + sum_a G_q[a, b] (-z_abe / sigma_abe - 1)      (d / d log b_be)
     d/d mu_abe = G_q[a, b] z_abe / sigma_abe + [a = r_b] g_be
-    d/d l_abe  = G_q[a, b] (z_abe^2 - 1) + [a = r_b] g_be sigma_abe eps_be
+    d/d l_abe  = G_q[a, b] (z_abe^2 - 1) + [a = r_b] g_be sigma_abe eps_be   (0 where capped)
 
-each added to the parameters the moment read. The forward keeps z and 1 / sigma of every
-(a, b, e) for the backward, cheaper than recomputing the moments there. Compiled, the draw
-and scores avoid torch's `[A, B, E]` temporaries and their gradients; the forward runs as
-three passes (moments; numpy's vectorised exponentials; scores), which beat one compiled pass
-that calls a moments helper per edge (benchmarks/results/iteration.md).
+each added to the parameters the moment read. L, the cap on log sigma (+inf: none), keeps a
+component from growing tails that no posterior has (vbpi_mix.variational.branch_lengths).
+The forward keeps z and 1 / sigma of every (a, b, e) for the backward, cheaper than
+recomputing the moments there. Compiled, the draw and scores avoid torch's `[A, B, E]`
+temporaries and their gradients; the forward runs as three passes (moments; numpy's
+vectorised exponentials; scores), which beat one compiled pass that calls a moments helper
+per edge (benchmarks/results/iteration.md).
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _edge_moments(tables, shift, splits, psp, mean, log_std):
+def _edge_moments(tables, shift, cap, splits, psp, mean, log_std, capped):
     """mu_abe and l_abe `[A, B, E]` (module docstring) of every edge of every tree under
-    every component; components in parallel (a thread reads one component's rows of the
-    tables, which stay in cache). The sums are written out here, not in a helper called per
-    edge: numba's inlining of a function that takes arrays counts references to them on
-    every call (atomic increments and decrements)."""
+    every component, and where l_abe met the cap `cap`; components in parallel (a thread
+    reads one component's rows of the tables, which stay in cache). The sums are written out
+    here, not in a helper called per edge: numba's inlining of a function that takes arrays
+    counts references to them on every call (atomic increments and decrements)."""
     split_mean, split_log_std, psp_mean, psp_log_std = tables
     n_trees, n_edges = splits.shape
     for a in prange(mean.shape[0]):
@@ -60,7 +62,9 @@ def _edge_moments(tables, shift, splits, psp, mean, log_std):
                     if psp_id >= 0:
                         edge_mean += psp_mean[a, psp_id]
                         edge_log_std += psp_log_std[a, psp_id]
-                mean[a, b, e], log_std[a, b, e] = shift + edge_mean, edge_log_std
+                capped[a, b, e] = edge_log_std > cap
+                mean[a, b, e] = shift + edge_mean
+                log_std[a, b, e] = min(edge_log_std, cap)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -79,20 +83,20 @@ def _scores(log_lengths, mean, log_std, inverse_std, log_q):
             log_q[a, b] = total - n_edges * HALF_LOG_TWO_PI
 
 
-def _draw_and_score(tables, shift, splits, psp, rows, noise):
+def _draw_and_score(tables, shift, cap, splits, psp, rows, noise):
     """log b `[B, E]`, tree b drawn with `noise` from row rows[b] of the tables, log q `[A, B]`
-    of the draw under every row, and each (a, b, e)'s z and 1 / sigma `[A, B, E]` for the
-    backward. The exponentials run in numpy's vectorised loops, not one at a time in the
-    compiled loop (numba's exp is scalar)."""
+    of the draw under every row, and each (a, b, e)'s z, 1 / sigma and capped flag
+    `[A, B, E]` for the backward. The exponentials run in numpy's vectorised loops, not one
+    at a time in the compiled loop (numba's exp is scalar)."""
     shape = (tables[0].shape[0], *splits.shape)
-    z, log_std = np.empty(shape), np.empty(shape)
-    _edge_moments(tables, shift, splits, psp, z, log_std)
+    z, log_std, capped = np.empty(shape), np.empty(shape), np.empty(shape, dtype=np.bool_)
+    _edge_moments(tables, shift, cap, splits, psp, z, log_std, capped)
     trees = np.arange(splits.shape[0])
     log_lengths = z[rows, trees] + np.exp(log_std[rows, trees]) * noise
     inverse_std = np.exp(np.negative(log_std))
     log_q = np.empty(shape[:2])
     _scores(log_lengths, z, log_std, inverse_std, log_q)
-    return log_lengths, log_q, z, inverse_std
+    return log_lengths, log_q, z, inverse_std, capped
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -110,7 +114,7 @@ def _log_length_gradients(log_lengths, z, inverse_std, grad_lengths, grad_q, out
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _parameter_gradients(
-    splits, psp, rows, noise, z, inverse_std, grad_q, grad_log_lengths, grads
+    splits, psp, rows, noise, z, inverse_std, capped, grad_q, grad_log_lengths, grads
 ):  # fmt: skip
     """Every (a, b, e)'s d/d mu and d/d log sigma added to the parameters its moments read;
     components in parallel, so no two threads write the same row of `grads` (the four
@@ -127,6 +131,8 @@ def _parameter_gradients(
                 if drawn:
                     d_mean += grad_log_lengths[b, e]
                     d_log_std += grad_log_lengths[b, e] * noise[b, e] / inverse_std[a, b, e]
+                if capped[a, b, e]:
+                    d_log_std = 0.0
                 split_id = splits[b, e]
                 if split_id >= 0:
                     grad_split_mean[a, split_id] += d_mean
@@ -147,6 +153,7 @@ class _DrawAndScore(torch.autograd.Function):
         psp_mean: torch.Tensor,
         psp_log_std: torch.Tensor,
         shift: float,
+        cap: float,
         splits: np.ndarray,
         psp: np.ndarray,
         rows: np.ndarray,
@@ -156,17 +163,17 @@ class _DrawAndScore(torch.autograd.Function):
             as_float64_array(t) for t in (split_mean, split_log_std, psp_mean, psp_log_std)
         )
         noise_array = as_float64_array(noise)
-        log_lengths, log_q, z, inverse_std = _draw_and_score(
-            tables, shift, splits, psp, rows, noise_array
+        log_lengths, log_q, z, inverse_std, capped = _draw_and_score(
+            tables, shift, cap, splits, psp, rows, noise_array
         )
-        ctx.saved = (splits, psp, rows, noise_array, log_lengths, z, inverse_std)
+        ctx.saved = (splits, psp, rows, noise_array, log_lengths, z, inverse_std, capped)
         ctx.shapes = [table.shape for table in tables]
         return torch.from_numpy(log_lengths).exp(), torch.from_numpy(log_q)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_lengths: torch.Tensor, grad_q: torch.Tensor):  # type: ignore[override]
-        splits, psp, rows, noise, log_lengths, z, inverse_std = ctx.saved
+        splits, psp, rows, noise, log_lengths, z, inverse_std, capped = ctx.saved
         upstream_q = as_float64_array(grad_q)
         grad_log_lengths = np.empty(log_lengths.shape)
         _log_length_gradients(
@@ -175,14 +182,15 @@ class _DrawAndScore(torch.autograd.Function):
         )  # fmt: skip
         grads = tuple(np.zeros(shape) for shape in ctx.shapes)
         _parameter_gradients(
-            splits, psp, rows, noise, z, inverse_std, upstream_q, grad_log_lengths, grads
+            splits, psp, rows, noise, z, inverse_std, capped, upstream_q, grad_log_lengths, grads
         )
-        return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None)
+        return (*(torch.from_numpy(g) for g in grads), None, None, None, None, None, None)
 
 
 def draw_and_score(
     tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     shift: float,
+    cap: float,
     splits: np.ndarray,
     psp: np.ndarray,
     rows: np.ndarray,
@@ -191,11 +199,12 @@ def draw_and_score(
     """Branch lengths `[B, E]`, tree b drawn with `noise [B, E]` from row rows[b] of the
     tables (split mean and log-std `[A, R]`, PSP mean and log-std `[A, M]`), and log q_a(b |
     tau) `[A, B]` of the draw under every row; differentiable in the four tables, through
-    the draw and the scores (module docstring). splits `[B, E]` and psp `[B, E, V]` are the
-    edges' feature ids (V = 0 without PSP features)."""
+    the draw and the scores (module docstring), log sigma capped at `cap` (math.inf: none).
+    splits `[B, E]` and psp `[B, E, V]` are the edges' feature ids (V = 0 without PSP
+    features)."""
     ids = (
         np.ascontiguousarray(splits, dtype=np.int64),
         np.ascontiguousarray(psp, dtype=np.int64),
         np.ascontiguousarray(rows, dtype=np.int64),
     )
-    return _DrawAndScore.apply(*tables, shift, *ids, noise)
+    return _DrawAndScore.apply(*tables, shift, float(cap), *ids, noise)

@@ -4,15 +4,21 @@ stacked over A mixture components.
 For edge e of a topology, with features F(e) (its split, and with PSP also the subsplit of
 each side next to e, keyed by (side, subsplit) as the root-case SBN entry):
 
-    mu_e = -2 + sum_{f in F(e)} m[f],      log sigma_e = sum_{f in F(e)} s[f]
+    mu_e = -2 + sum_{f in F(e)} m[f],      log sigma_e = min(sum_{f in F(e)} s[f], log sigma_max)
     log b_e = mu_e + sigma_e eps_e,  eps_e ~ N(0, 1)
     log q(b | tau) = sum_e [ log N(log b_e; mu_e, sigma_e) - log b_e ]
 
-Features do not depend on where the tree's encoding is rooted.
+Features do not depend on where the tree's encoding is rooted. The cap sigma_max (none by
+default) bounds the tails: a multi-sample bound barely feels a component whose log-normal
+is far wider than any posterior (the particles out in its tail get no weight), yet such a
+tail costs the ELBO E[-lambda b] = -lambda exp(mu + sigma^2 / 2) nats under the exponential
+branch prior. Posteriors of log b rarely spread wider than the prior's own, whose standard
+deviation is pi / sqrt(6) = 1.28 whatever its rate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,11 +92,13 @@ class BranchLengthModel(nn.Module):
         features: BranchFeatures = "psp",
         perturbation: float = 0.0,
         generator: torch.Generator | None = None,
+        max_std: float | None = None,
     ) -> None:
         super().__init__()
         if features not in ("split", "psp"):
             raise ValueError(f"unknown branch features {features!r}")
         self.features = features
+        self.max_log_std = math.inf if max_std is None else math.log(max_std)
 
         def parameter(size: int) -> nn.Parameter:
             noise = torch.randn(n_components, size, generator=generator, dtype=torch.float64)
@@ -127,7 +135,7 @@ class BranchLengthModel(nn.Module):
         psp = self._psp_ids(edges)
         mean = MEAN_SHIFT + _feature_sums(split_mean, psp_mean, edges.splits, psp)
         log_std = _feature_sums(split_log_std, psp_log_std, edges.splits, psp)
-        return mean, log_std
+        return mean, log_std.clamp(max=self.max_log_std)
 
     def rsample_and_log_prob(
         self,
@@ -141,8 +149,9 @@ class BranchLengthModel(nn.Module):
         compiled pass (vbpi_mix.variational.branch_draws); the same noise as `rsample`."""
         noise = torch.randn(edges.splits.shape, generator=generator, dtype=torch.float64)
         return draw_and_score(
-            self._tables(components), MEAN_SHIFT, edges.splits, self._psp_ids(edges), rows, noise
-        )
+            self._tables(components), MEAN_SHIFT, self.max_log_std, edges.splits,
+            self._psp_ids(edges), rows, noise,
+        )  # fmt: skip
 
     def rsample(
         self,

@@ -53,6 +53,7 @@ class Mixture(nn.Module):
         init: SBNInit = "uniform",
         perturbation: float | None = None,
         seed: int = 0,
+        max_branch_std: float | None = None,
     ) -> None:
         super().__init__()
         if perturbation is None:
@@ -60,7 +61,7 @@ class Mixture(nn.Module):
         generator = torch.Generator().manual_seed(seed)
         self.sbn = SBN(index, n_components, init, perturbation, generator)
         self.branches = BranchLengthModel(
-            index, n_components, branch_features, perturbation, generator
+            index, n_components, branch_features, perturbation, generator, max_branch_std
         )
 
     @property
