@@ -93,7 +93,7 @@ def test_a_moved_bench_folder_still_plots_its_runs(stand_in_data, tmp_path, monk
         plotted.update(runs)
         return []
 
-    monkeypatch.setattr("vbpi_mix.bench.plots.plot_training_curves", record)
+    monkeypatch.setattr("vbpi_mix.export.figures.plot_training_curves", record)
     assert bench(stand_in_data, moved, "--estimators", "a2a", "--resume") == 0
     assert plotted == {"a2a-A2-seed0": moved / "DS5" / "a2a-A2-seed0"}
     assert (plotted["a2a-A2-seed0"] / "metrics.jsonl").is_file()

@@ -351,7 +351,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     summary = summarize(run, args.particles, args.repeats, args.seed, golden, not args.quiet)
     _print_summary(summary, None)
     if golden is not None:
-        from vbpi_mix.bench.plots import plot_posterior_against_golden  # matplotlib: slow import
+        from vbpi_mix.export.figures import plot_posterior_against_golden  # matplotlib: slow
 
         paths = plot_posterior_against_golden(run.mixture, golden, run.folder, run.folder.name)
         print("q against the golden run: " + ", ".join(str(path) for path in paths))
@@ -394,7 +394,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / "posterior"
     check_output_folder(out, "-o")
     summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
-    from vbpi_mix.bench.plots import plot_training_curves  # matplotlib: slow import
+    from vbpi_mix.export.figures import plot_training_curves  # matplotlib: slow import
 
     curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
     credible = summary.credible_set_size
@@ -472,6 +472,11 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
         print(f"support topologies:  {support_size}")
     print(f"substitution model:  {summary['substitution_model']}")
     print(f"iterations:          {summary['iterations']}")
+    if "startup_seconds" in summary:  # absent from summaries written by older versions
+        print(
+            f"training time:       {summary['seconds']:.1f} s (and "
+            f"{summary['startup_seconds']:.1f} s starting up: compiling or loading kernels)"
+        )
     print(f"MAP topology:        {summary['map_topology']}")
     print(f"MAP probability:     {summary['map_probability']:.4f}")
     print(

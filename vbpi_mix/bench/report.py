@@ -149,11 +149,9 @@ def write_report(
 
 
 def _figures(results: list[dict], out: Path) -> list[Path]:
-    from vbpi_mix.bench.plots import (  # matplotlib: a slow import, only where plots are drawn
-        plot_mll_boxes,
-        plot_seconds_per_iteration,
-        plot_training_curves,
-    )
+    # matplotlib: a slow import, only where plots are drawn
+    from vbpi_mix.bench.plots import plot_mll_boxes, plot_seconds_per_iteration
+    from vbpi_mix.export.figures import plot_training_curves
 
     published = {
         dataset: value[0]

@@ -119,7 +119,7 @@ def run_setting(
         run, protocol.eval_particles, protocol.eval_repeats, setting.seed, golden, progress
     )
     if golden is not None:
-        from vbpi_mix.bench.plots import plot_posterior_against_golden  # matplotlib: slow import
+        from vbpi_mix.export.figures import plot_posterior_against_golden  # matplotlib: slow
 
         plot_posterior_against_golden(run.mixture, golden, folder, setting.dataset)
     result = {

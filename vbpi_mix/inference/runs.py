@@ -261,6 +261,7 @@ def summarize(
         "last_bound": last.get("running_bound"),
         **_golden_fields(run, golden),
         "seconds": run.trainer.training_seconds,
+        "startup_seconds": run.trainer.startup_seconds,
         "seconds_per_iteration": last.get("seconds_per_iteration"),
     }
     LOG.info("summary: %s", json.dumps(summary))

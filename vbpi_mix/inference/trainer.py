@@ -150,11 +150,13 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
         self.training_seconds = 0.0  # wall clock spent in `step`, over all sessions
+        self.startup_seconds = 0.0  # each session's first step: compiling or loading kernels
 
     def checkpoint_state(self) -> dict:
         return {
             "iteration": self.iteration,
             "training_seconds": self.training_seconds,
+            "startup_seconds": self.startup_seconds,
             "mixture": self.mixture.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -181,6 +183,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.iteration = state["iteration"]
         self.training_seconds = state.get("training_seconds", 0.0)  # older checkpoints lack it
+        self.startup_seconds = state.get("startup_seconds", 0.0)
         self._truncate_metrics()
         LOG.info("resumed at iteration %d", self.iteration)
         return True
@@ -260,7 +263,9 @@ class Trainer:
         """Train up to `config.iterations`, checkpointing, evaluating every `eval_every`
         iterations; returns the metric records (training lines and evaluation lines). A
         Ctrl-C or SIGTERM stops it after the iteration under way (vbpi_mix.interrupts).
-        With `threads`, the thread count follows the tuner (speed only, same results)."""
+        With `threads`, the thread count follows the tuner (speed only, same results).
+        A session's first iteration, which compiles the kernels (or loads them from numba's
+        cache), counts as start-up, not as training seconds."""
         config, records = self.config, []
         metrics = None
         if self.run_dir is not None:
@@ -273,7 +278,7 @@ class Trainer:
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
 
-        first, session_seconds = self.iteration, 0.0
+        first, session_seconds, starting = self.iteration, 0.0, True
         LOG.info("training from iteration %d to %d", first, config.iterations)
         bar = tqdm(total=config.iterations, initial=self.iteration, desc="training",
                    unit="it", disable=not progress or None)  # fmt: skip
@@ -285,15 +290,20 @@ class Trainer:
                 elapsed = time.perf_counter() - start
                 if threads is not None:
                     threads.after_iteration(elapsed)
-                self.training_seconds += elapsed
-                session_seconds += elapsed
+                if starting:
+                    self.startup_seconds += elapsed
+                    starting = False
+                else:
+                    self.training_seconds += elapsed
+                    session_seconds += elapsed
                 running = bound if running is None else 0.98 * running + 0.02 * bound
                 bar.update(1)
                 if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
                     record({
                         "iteration": self.iteration, "bound": bound, "running_bound": running,
                         "seconds": self.training_seconds,
-                        "seconds_per_iteration": session_seconds / (self.iteration - first),
+                        "seconds_per_iteration": session_seconds
+                        / max(1, self.iteration - first - 1),
                         "topology_lr": self.scheduler.get_last_lr()[0],
                     })  # fmt: skip
                     bar.set_postfix(bound=f"{running:.2f}")
@@ -308,7 +318,8 @@ class Trainer:
                     self.save()
                 raise_if_stop_requested()
             self.save()
-            LOG.info("trained to iteration %d in %.1f s", self.iteration, self.training_seconds)
+            LOG.info("trained to iteration %d in %.1f s (and %.1f s starting up)",
+                     self.iteration, self.training_seconds, self.startup_seconds)  # fmt: skip
         finally:
             bar.close()
             if metrics is not None:
