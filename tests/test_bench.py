@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import EXAMPLE_FASTA, REPO_ROOT
 from vbpi_mix.bench.report import published_numbers, seconds_to_accuracy
-from vbpi_mix.bench.runner import RESULT, grid
 from vbpi_mix.cli import main
 from vbpi_mix.trees.support import build_support
+from vbpi_mix.workflows.bench import RESULT, grid
 
 
 def test_grid_keeps_valid_combinations_only():
@@ -61,7 +61,7 @@ def test_bench_runs_resumes_and_reports_finished_settings_only(
         builds.append(args)
         return build_support(*args, **kwargs)
 
-    monkeypatch.setattr("vbpi_mix.bench.runner.build_support", counted)
+    monkeypatch.setattr("vbpi_mix.workflows.bench.build_support", counted)
     assert bench(stand_in_data, out, "--estimators", "a2a,s2s") == 0
     assert len(builds) == 1  # one support for both settings of the data set
     with (out / "results.csv").open() as stream:
@@ -105,7 +105,7 @@ def test_interrupted_setting_is_listed_as_unfinished(stand_in_data, tmp_path, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vbpi_mix.bench.runner.summarize", interrupted)
+    monkeypatch.setattr("vbpi_mix.workflows.fitting.summarize_run", interrupted)
     assert bench(stand_in_data, out, "--estimators", "s2a") == 130
     report = (out / "results.md").read_text()
     assert "Not finished (not reported): DS5/s2a-A2-S1-seed0" in report

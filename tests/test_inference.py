@@ -414,6 +414,28 @@ def test_fit_rejects_invalid_combinations(tmp_path, extra, message):
     assert not (tmp_path / "r").exists()
 
 
+def test_the_alignment_format_given_to_fit_is_the_one_every_later_read_uses(tmp_path, monkeypatch):
+    """`--format` is kept in the run's settings, so that resuming, evaluating and sampling
+    read the alignment as the fit did, not by detecting it again."""
+    from vbpi_mix.inference import runs
+
+    formats = []
+
+    def recording_load(path, fmt=None):
+        formats.append(fmt)
+        return load_alignment(path, fmt)
+
+    monkeypatch.setattr(runs, "load_alignment", recording_load)
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), alignment_format="fasta", components=1)
+    run = create_run(tmp_path, model, TrainingConfig(iterations=2, particles=2), example_support())
+    run.trainer.run(progress=False)
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["model"]["alignment_format"] == "fasta"
+    )
+    open_run(tmp_path)
+    assert formats == ["fasta", "fasta"]
+
+
 def test_fit_with_another_model_scores_trees_as_loglik_does(tmp_path):
     """`fit --model HKY ... --gamma 4` keeps the model in config.json, and the run's
     likelihood of the true tree equals `vbpi-mix loglik` with the same options (itself

@@ -14,23 +14,16 @@ from pathlib import Path
 from typing import get_args
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from vbpi_mix import __version__
+from vbpi_mix import __version__, workflows
 from vbpi_mix.bench.datasets import DATASET_NAMES, find_data_dir
 from vbpi_mix.bench.protocols import PROTOCOLS
 from vbpi_mix.bench.report import write_report
-from vbpi_mix.bench.runner import check_bench, collect_finished, grid, run_bench
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.export.api import Posterior
-from vbpi_mix.export.posterior import topology_probabilities
-from vbpi_mix.export.report import write_posterior_summary
-from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_tsv
 from vbpi_mix.inference.estimators import ESTIMATORS, GRADIENTS
 from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
 from vbpi_mix.inference.psis import pareto_k_verdict
-from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, summarize
+from vbpi_mix.inference.runs import ModelConfig
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.interrupts import (
     clear_stop_request,
@@ -38,17 +31,12 @@ from vbpi_mix.interrupts import (
     request_stop,
     stop_requested,
 )
-from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS, read_sequences
+from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS
 from vbpi_mix.io.output_paths import check_output_file, check_output_folder
-from vbpi_mix.io.text_files import write_text_atomic
-from vbpi_mix.io.tree_files import read_tree_file
-from vbpi_mix.phylo.alignment import Alignment, load_alignment
-from vbpi_mix.phylo.likelihood import LikelihoodDevice, TreeLikelihood
+from vbpi_mix.phylo.likelihood import LikelihoodDevice
 from vbpi_mix.phylo.models import MODEL_NAMES, build_model
 from vbpi_mix.threads import ThreadTuner, set_fixed_threads, set_threads, usable_cores
-from vbpi_mix.trees.conversions import topology_from_dendropy
-from vbpi_mix.trees.support import build_support, golden_probabilities
-from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
+from vbpi_mix.workflows.bench import check_bench, collect_finished, grid, run_bench
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
 
@@ -203,27 +191,9 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 
 def run_loglik(args: argparse.Namespace) -> int:
-    alignment = load_alignment(args.alignment, args.format)
-    model = build_model(**model_settings(args))
-    trees = read_tree_file(args.trees)
-    parents, lengths = [], []
-    for index, tree in enumerate(trees, start=1):
-        source = f"{args.trees}, tree {index}"
-        topology, tree_lengths = topology_from_dendropy(tree, alignment.taxa, source)
-        if np.isnan(tree_lengths).any():
-            raise VbpiMixError(f"{source}: branch lengths are required")
-        if not np.isfinite(tree_lengths).all() or (tree_lengths < 0).any():
-            raise VbpiMixError(f"{source}: negative or infinite branch length")
-        parents.append(topology.parents)
-        lengths.append(tree_lengths)
-    likelihood = TreeLikelihood(alignment, model, args.likelihood_device)
-    all_parents, all_lengths = np.stack(parents), torch.as_tensor(np.stack(lengths))
-    values: list[float] = []
-    starts = range(0, len(parents), LOGLIK_CHUNK)
-    with torch.no_grad():
-        for start in tqdm(starts, desc="trees", unit="chunk", disable=args.quiet or None):
-            chunk = slice(start, start + LOGLIK_CHUNK)
-            values.extend(likelihood(all_parents[chunk], all_lengths[chunk]).tolist())
+    substitution = build_model(**model_settings(args))
+    values = workflows.loglik(args.alignment, args.trees, substitution, args.format,
+                              args.likelihood_device, progress=not args.quiet)  # fmt: skip
     if args.json:
         records = [{"tree": i, "log_likelihood": v} for i, v in enumerate(values, start=1)]
         print(json.dumps(records, indent=2))
@@ -244,23 +214,10 @@ apt-get install iqtree.
 """
 
 
-def _validated_records(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The alignment's (name, sequence) records, checked as an Alignment before IQ-TREE."""
-    records = read_sequences(args.alignment, args.format)
-    Alignment.from_sequences(records, source=str(args.alignment))
-    return records
-
-
 def run_support(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "-o")
-    paths = run_ufboot(
-        _validated_records(args),
-        args.out,
-        args.replicates,
-        args.bootstrap,
-        args.seed,
-        progress=not args.quiet,
-    )
+    paths = workflows.build_support(args.alignment, args.out, args.replicates, args.bootstrap,
+                                    args.seed, args.format, progress=not args.quiet)  # fmt: skip
     for path in paths:
         print(path)
     return 0
@@ -282,22 +239,6 @@ larger --iterations continues a finished run).
 """
 
 
-def _support_paths(args: argparse.Namespace) -> list[Path]:
-    if args.support:
-        return [Path(p) for p in args.support]
-    if args.support_dir:
-        folder = Path(args.support_dir)
-        if not folder.is_dir():
-            raise VbpiMixError(f"{folder}: no such folder")
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-        replicates = [p for p in files if p.name.startswith("rep_")]
-        if not files:
-            raise VbpiMixError(f"{folder}: no support tree files in this folder")
-        return replicates or files
-    find_iqtree()  # a clear error when neither support nor IQ-TREE is available
-    return run_ufboot(_validated_records(args), Path(args.out) / "ufboot", progress=not args.quiet)
-
-
 def _training_threads(args: argparse.Namespace) -> ThreadTuner | None:
     """The tuner that sets the training threads, unless --threads fixed them."""
     return None if args.threads else ThreadTuner(usable_cores())
@@ -305,7 +246,17 @@ def _training_threads(args: argparse.Namespace) -> ThreadTuner | None:
 
 def run_fit(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "--out")
-    alignment = load_alignment(args.alignment, args.format)
+    substitution = model_settings(args)
+    model = ModelConfig(
+        alignment=str(Path(args.alignment).resolve()),
+        alignment_format=args.format,
+        components=args.components,
+        branch_features=args.branch_features,
+        init=args.init,
+        max_branch_std=args.max_branch_sd,
+        substitution_model=substitution.pop("name"),
+        **substitution,
+    )
     training = TrainingConfig(
         iterations=args.iterations,
         particles=args.particles,
@@ -321,40 +272,29 @@ def run_fit(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     training.validate(args.components)
-    substitution = model_settings(args)
-    build_model(**substitution)  # refuses invalid values before the support is built
-    model = ModelConfig(
-        alignment=str(Path(args.alignment).resolve()),
-        components=args.components,
-        branch_features=args.branch_features,
-        init=args.init,
-        max_branch_std=args.max_branch_sd,
-        substitution_model=substitution.pop("name"),
-        **substitution,
-    )
-    support = build_support(
-        _support_paths(args), alignment.taxa, args.credible, args.burnin, progress=not args.quiet
-    )
-    run = create_run(Path(args.out), model, training, support, args.likelihood_device)
-    run.trainer.run(progress=not args.quiet, threads=_training_threads(args))
-    summary = summarize(
-        run, args.eval_particles, args.eval_repeats, args.seed, progress=not args.quiet
-    )
-    _print_summary(summary, len(support))
+    model.substitution()  # refuses invalid values before IQ-TREE may run for the support
+    support = workflows.support_files(args.support, args.support_dir, args.alignment,
+                                      Path(args.out) / "ufboot", args.format,
+                                      progress=not args.quiet)  # fmt: skip
+    evaluation = workflows.fit(
+        model, training, support, args.out, credible=args.credible, burnin=args.burnin,
+        likelihood_device=args.likelihood_device, threads=_training_threads(args),
+        eval_particles=args.eval_particles, eval_repeats=args.eval_repeats,
+        progress=not args.quiet,
+    )  # fmt: skip
+    _print_summary(evaluation.summary, len(evaluation.run.support))
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    run = open_run(Path(args.run_dir), args.likelihood_device)
-    check_output_folder(run.folder, "run folder (it receives summary.json)")
-    golden = golden_probabilities(args.golden, run.alignment.taxa) if args.golden else None
-    summary = summarize(run, args.particles, args.repeats, args.seed, golden, not args.quiet)
-    _print_summary(summary, None)
-    if golden is not None:
-        from vbpi_mix.export.figures import plot_posterior_against_golden  # matplotlib: slow
-
-        paths = plot_posterior_against_golden(run.mixture, golden, run.folder, run.folder.name)
-        print("q against the golden run: " + ", ".join(str(path) for path in paths))
+    check_output_folder(Path(args.run_dir), "run folder (it receives summary.json)")
+    evaluation = workflows.evaluate(
+        args.run_dir, args.particles, args.repeats, args.seed, args.golden, not args.quiet,
+        args.likelihood_device,
+    )  # fmt: skip
+    _print_summary(evaluation.summary, None)
+    if evaluation.figures:
+        print("q against the golden run: " + ", ".join(map(str, evaluation.figures)))
     return 0
 
 
@@ -376,27 +316,16 @@ def run_sample(args: argparse.Namespace) -> int:
     check_output_file(args.out, "-o")
     if args.topologies:
         check_output_file(args.topologies, "--topologies")
-    posterior = Posterior.open(args.run_dir)
-    sample = posterior.sample(args.n, args.seed, progress=not args.quiet)
-    text = sample_nexus(sample) if args.format == "nexus" else sample_newick(sample)
-    write_text_atomic(args.out, text)
-    if args.topologies:
-        write_text_atomic(
-            args.topologies, topology_tsv(topology_probabilities(posterior.run.mixture, sample))
-        )
+    workflows.sample(args.run_dir, args.n, args.out, args.seed, args.format, args.topologies,
+                     progress=not args.quiet)  # fmt: skip
     print(f"wrote {args.n} trees to {args.out}")
     return 0
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    posterior = Posterior.open(run_dir)
-    out = Path(args.out) if args.out else run_dir / "posterior"
+    out = Path(args.out) if args.out else Path(args.run_dir) / "posterior"
     check_output_folder(out, "-o")
-    summary = write_posterior_summary(posterior, out, args.n, args.seed, not args.quiet)
-    from vbpi_mix.export.figures import plot_training_curves  # matplotlib: slow import
-
-    curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
+    summary = workflows.summarize(args.run_dir, out, args.n, args.seed, not args.quiet)
     credible = summary.credible_set_size
     print(f"trees drawn from q:     {summary.n_trees}")
     print(f"distinct topologies:    {len(summary.table)}")
@@ -412,7 +341,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     for row in summary.table[:5]:
         cumulative += row.probability
         print(f"  {row.probability:.4f}  {cumulative:.4f}  {row.topology.newick()}")
-    print("files: " + ", ".join(str(path) for path in summary.files + curves))
+    print("files: " + ", ".join(str(path) for path in summary.files))
     return 0
 
 

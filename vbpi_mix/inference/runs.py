@@ -65,6 +65,7 @@ class ModelConfig:
     build_model's arguments (vbpi_mix.phylo.models), their defaults JC69 without Gamma."""
 
     alignment: str
+    alignment_format: str | None = None  # None: detected from the content
     components: int = 1
     branch_features: BranchFeatures = "psp"
     init: SBNInit = "uniform"
@@ -110,14 +111,19 @@ def _assemble(
     training: TrainingConfig,
     support: Support,
     likelihood_device: LikelihoodDevice,
+    alignment: Alignment | None = None,
+    substitution: SubstitutionModel | None = None,
 ) -> Run:
-    alignment = load_alignment(model.alignment)
+    if alignment is None:
+        alignment = load_alignment(model.alignment, model.alignment_format)
+    if substitution is None:
+        substitution = model.substitution()
     index = build_subsplit_index(support.parents(), np.array(support.counts), alignment.n_taxa)
     mixture = Mixture(
         index, model.components, model.branch_features, model.init, seed=training.seed,
         max_branch_std=model.max_branch_std,
     )  # fmt: skip
-    likelihood = TreeLikelihood(alignment, model.substitution(), likelihood_device)
+    likelihood = TreeLikelihood(alignment, substitution, likelihood_device)
     target = Target(likelihood, model.branch_rate)
     trainer = Trainer(mixture, target, training, folder)
     return Run(folder, model, training, alignment, support, mixture, target, trainer)
@@ -129,11 +135,14 @@ def create_run(
     training: TrainingConfig,
     support: Support,
     likelihood_device: LikelihoodDevice = "cpu",
+    alignment: Alignment | None = None,
+    substitution: SubstitutionModel | None = None,
 ) -> Run:
     """A new run folder, or the same run resumed from its checkpoint when the settings agree.
 
     `likelihood_device` says where the pruning kernel runs (TreeLikelihood); it is not a
-    setting of the fit and may change when resuming (results then differ in the last bits)."""
+    setting of the fit and may change when resuming (results then differ in the last bits).
+    `alignment`, `substitution`: the model's, when the caller has them already."""
     folder = Path(folder)
     existing = json.loads(read_text(folder / CONFIG)) if (folder / CONFIG).is_file() else None
     training = training.resolved(existing["training"].get("warmup") if existing else None)
@@ -158,7 +167,10 @@ def create_run(
             for t, count in zip(support.topologies, support.counts, strict=True)
         ]
         write_text_atomic(folder / SUPPORT, "\n".join(lines) + "\n")
-    run = _assemble(folder, model, training, read_support(folder, support.taxa), likelihood_device)
+    run = _assemble(
+        folder, model, training, read_support(folder, support.taxa), likelihood_device,
+        alignment, substitution,
+    )  # fmt: skip
     run.trainer.resume()
     return run
 
@@ -208,10 +220,11 @@ def open_run(folder: Path, likelihood_device: LikelihoodDevice = "cpu") -> Run:
     attach_run_log(folder)
     model = ModelConfig(**settings["model"])
     training = TrainingConfig(**settings["training"])
-    alignment = load_alignment(model.alignment)
+    alignment = load_alignment(model.alignment, model.alignment_format)
     run = _assemble(
-        folder, model, training, read_support(folder, alignment.taxa), likelihood_device
-    )
+        folder, model, training, read_support(folder, alignment.taxa), likelihood_device,
+        alignment,
+    )  # fmt: skip
     run.trainer.resume()
     return run
 

@@ -1,4 +1,5 @@
-"""`vbpi-mix bench`: fits and evaluations over data sets x estimators x A x S x seeds.
+"""`vbpi-mix bench`: fits and evaluations (the fit workflow) over data sets x estimators x A
+x S x seeds.
 
 Every setting is a run folder OUT/DSn/<estimator>-A<A>[-S<S>]-seed<k>; it holds the fit
 (resumable) and, once training and evaluation are both done, result.json. Only settings with
@@ -20,12 +21,13 @@ from vbpi_mix.bench.datasets import alignment_path, golden_paths, ufboot_paths
 from vbpi_mix.bench.protocols import Protocol
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.estimators import ESTIMATORS, make_estimator
-from vbpi_mix.inference.runs import ModelConfig, create_run, summarize
+from vbpi_mix.inference.runs import ModelConfig
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.phylo.likelihood import LikelihoodDevice
 from vbpi_mix.threads import ThreadTuner, usable_cores
-from vbpi_mix.trees.support import Support, build_support, golden_probabilities
+from vbpi_mix.trees.support import Support, build_support
+from vbpi_mix.workflows.fitting import fit
 
 RESULT = "result.json"
 LOG = logging.getLogger(__name__)
@@ -108,23 +110,21 @@ def run_setting(
     if finished_result(folder, protocol) is not None:
         return
     alignment, support = _dataset_inputs(data_dir, setting.dataset)
-    model = ModelConfig(alignment=str(alignment.resolve()), components=setting.components)
-    training = protocol.training(setting.estimator, setting.subset, setting.seed)
-    run = create_run(folder, model, training, support, likelihood_device)
-    run.trainer.run(progress, ThreadTuner(usable_cores()) if tune_threads else None)
     golden = None
     if (data_dir / setting.dataset / "golden").is_dir():  # DS1-DS4
-        golden = golden_probabilities(golden_paths(data_dir, setting.dataset), support.taxa)
-    summary = summarize(
-        run, protocol.eval_particles, protocol.eval_repeats, setting.seed, golden, progress
-    )
-    if golden is not None:
-        from vbpi_mix.export.figures import plot_posterior_against_golden  # matplotlib: slow
-
-        plot_posterior_against_golden(run.mixture, golden, folder, setting.dataset)
+        golden = golden_paths(data_dir, setting.dataset)
+    evaluation = fit(
+        ModelConfig(alignment=str(alignment.resolve()), components=setting.components),
+        protocol.training(setting.estimator, setting.subset, setting.seed),
+        support, folder,
+        likelihood_device=likelihood_device,
+        threads=ThreadTuner(usable_cores()) if tune_threads else None,
+        eval_particles=protocol.eval_particles, eval_repeats=protocol.eval_repeats,
+        golden=golden, progress=progress,
+    )  # fmt: skip
     result = {
         "setting": asdict(setting), "protocol": asdict(protocol), "run_dir": str(folder),
-        "summary": summary,
+        "summary": evaluation.summary,
     }  # fmt: skip
     write_text_atomic(folder / RESULT, json.dumps(result, indent=2) + "\n")
     LOG.info("%s %s finished", setting.dataset, setting.name)
