@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.common import benchmark_arguments, start
 from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
 from vbpi_mix.bench.plots import plot_seconds_against_components
-from vbpi_mix.cli import add_likelihood_device
+from vbpi_mix.command_options import add_likelihood_device
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.runs import ModelConfig, create_run
 from vbpi_mix.inference.trainer import TrainingConfig

@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import benchmark_arguments, start
 from vbpi_mix.bench.datasets import alignment_path, ufboot_paths
-from vbpi_mix.cli import add_likelihood_device
+from vbpi_mix.command_options import add_likelihood_device
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood

@@ -19,6 +19,7 @@ import torch
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix import cli
 from vbpi_mix.cli import main
+from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.interrupts import (
     clear_stop_request,
     interrupts_deferred,
@@ -287,10 +288,27 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_the_run_resumable(tmp_path):
         assert torch.load(checkpoint, weights_only=False)["iteration"] >= 0
 
 
-def test_importing_the_command_line_loads_neither_matplotlib_nor_ete3():
-    """Both are slow to import (matplotlib about 1.8 s, ete3 with scipy.stats about 0.9 s):
-    they are imported where plots are drawn and ete3 trees made."""
-    code = "import sys, vbpi_mix.cli; print(sorted({'matplotlib', 'ete3'} & set(sys.modules)))"
+def test_importing_the_command_line_loads_no_numerical_library():
+    """`vbpi-mix --help` must start at once: torch, numba, numpy, matplotlib, ete3 (with
+    scipy), Biopython and DendroPy take seconds together; each command imports what it
+    uses when it runs."""
+    heavy = ["Bio", "dendropy", "ete3", "matplotlib", "numba", "numpy", "scipy", "torch"]
+    code = f"import sys, vbpi_mix.cli; print(sorted(set({heavy}) & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_registry_offers_exactly_the_names_the_command_line_lists():
+    from vbpi_mix import choices
+    from vbpi_mix.bench.protocols import PROTOCOLS
+    from vbpi_mix.inference.estimators import ESTIMATORS, GRADIENTS
+    from vbpi_mix.phylo.models import build_model
+
+    assert tuple(ESTIMATORS) == choices.ESTIMATOR_NAMES
+    assert tuple(GRADIENTS) == choices.GRADIENT_NAMES
+    assert tuple(sorted(PROTOCOLS)) == tuple(sorted(choices.PROTOCOL_NAMES))
+    for name in choices.MODEL_NAMES:
+        build_model(name)  # every listed model is built; an unlisted one is refused
+    with pytest.raises(VbpiMixError, match="unknown model"):
+        build_model("F81")

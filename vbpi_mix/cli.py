@@ -6,37 +6,35 @@ import argparse
 import errno
 import functools
 import json
+import math
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from vbpi_mix import __version__, workflows
+from vbpi_mix import __version__
 from vbpi_mix.bench.datasets import DATASET_NAMES, find_data_dir
-from vbpi_mix.bench.protocols import PROTOCOLS
-from vbpi_mix.bench.report import write_report
+from vbpi_mix.choices import (
+    ALIGNMENT_FORMATS,
+    ESTIMATOR_NAMES,
+    GRADIENT_NAMES,
+    MODEL_NAMES,
+    PROTOCOL_NAMES,
+)
+from vbpi_mix.command_options import add_likelihood_device
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.inference.estimators import ESTIMATORS, GRADIENTS
-from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
-from vbpi_mix.inference.psis import pareto_k_verdict
-from vbpi_mix.inference.runs import ModelConfig
-from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.interrupts import (
     clear_stop_request,
     interrupts_are_deferred,
     request_stop,
     stop_requested,
 )
-from vbpi_mix.io.alignment_file import ALIGNMENT_FORMATS
 from vbpi_mix.io.output_paths import check_output_file, check_output_folder
-from vbpi_mix.phylo.likelihood import LikelihoodDevice
-from vbpi_mix.phylo.models import MODEL_NAMES, build_model
-from vbpi_mix.threads import ThreadTuner, set_fixed_threads, set_threads, usable_cores
-from vbpi_mix.workflows.bench import check_bench, collect_finished, grid, run_bench
+
+if TYPE_CHECKING:
+    from vbpi_mix.threads import ThreadTuner
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
 
@@ -55,7 +53,7 @@ def _numbers(count: int, label: str):
             values = [float(part) for part in text.split(",")]
         except ValueError:
             raise argparse.ArgumentTypeError(f"{label}: expected numbers, got {text!r}") from None
-        if len(values) != count or not all(np.isfinite(values)) or min(values) <= 0:
+        if len(values) != count or not all(map(math.isfinite, values)) or min(values) <= 0:
             raise argparse.ArgumentTypeError(
                 f"{label}: expected {count} positive comma-separated numbers, got {text!r}"
             )
@@ -69,7 +67,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or not np.isfinite(value):
+    if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -112,18 +110,6 @@ def _add_computing_options(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for the likelihood kernel and torch (default: every core this "
         "process may use; during training, as many of them as measure fastest, so that fits "
         "sharing a machine do not slow each other down)",
-    )
-
-
-def add_likelihood_device(parser: argparse.ArgumentParser) -> None:
-    """--likelihood-device cpu|cuda (TreeLikelihood's device); the benchmarks use it too."""
-    parser.add_argument(
-        "--likelihood-device",
-        choices=get_args(LikelihoodDevice),
-        default="cpu",
-        help="where the Felsenstein pruning runs: cpu (default) or cuda, an NVIDIA GPU through "
-        "numba.cuda (everything else stays on the CPU; pays off for large batches of trees, "
-        "such as A2A with many components, since a call has a fixed cost whatever its size)",
     )
 
 
@@ -191,6 +177,9 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 
 def run_loglik(args: argparse.Namespace) -> int:
+    from vbpi_mix import workflows
+    from vbpi_mix.phylo.models import build_model
+
     substitution = build_model(**model_settings(args))
     values = workflows.loglik(args.alignment, args.trees, substitution, args.format,
                               args.likelihood_device, progress=not args.quiet)  # fmt: skip
@@ -215,6 +204,8 @@ apt-get install iqtree.
 
 
 def run_support(args: argparse.Namespace) -> int:
+    from vbpi_mix import workflows
+
     check_output_folder(args.out, "-o")
     paths = workflows.build_support(args.alignment, args.out, args.replicates, args.bootstrap,
                                     args.seed, args.format, progress=not args.quiet)  # fmt: skip
@@ -241,10 +232,16 @@ larger --iterations continues a finished run).
 
 def _training_threads(args: argparse.Namespace) -> ThreadTuner | None:
     """The tuner that sets the training threads, unless --threads fixed them."""
+    from vbpi_mix.threads import ThreadTuner, usable_cores
+
     return None if args.threads else ThreadTuner(usable_cores())
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from vbpi_mix import workflows
+    from vbpi_mix.inference.runs import ModelConfig
+    from vbpi_mix.inference.trainer import TrainingConfig
+
     check_output_folder(args.out, "--out")
     substitution = model_settings(args)
     model = ModelConfig(
@@ -287,6 +284,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from vbpi_mix import workflows
+
     check_output_folder(Path(args.run_dir), "run folder (it receives summary.json)")
     evaluation = workflows.evaluate(
         args.run_dir, args.particles, args.repeats, args.seed, args.golden, not args.quiet,
@@ -313,6 +312,8 @@ examples:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    from vbpi_mix import workflows
+
     check_output_file(args.out, "-o")
     if args.topologies:
         check_output_file(args.topologies, "--topologies")
@@ -323,6 +324,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
+    from vbpi_mix import workflows
+
     out = Path(args.out) if args.out else Path(args.run_dir) / "posterior"
     check_output_folder(out, "-o")
     summary = workflows.summarize(args.run_dir, out, args.n, args.seed, not args.quiet)
@@ -359,6 +362,10 @@ run the same command with --resume.
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
+    from vbpi_mix.bench.protocols import PROTOCOLS
+    from vbpi_mix.bench.report import write_report
+    from vbpi_mix.workflows.bench import check_bench, collect_finished, grid, run_bench
+
     data_dir = find_data_dir(args.data)
     if data_dir is None:
         raise VbpiMixError("DS1-DS8 data not found: give --data DIR or set VBPI_MIX_DATA")
@@ -366,10 +373,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if args.iterations is not None:
         protocol = protocol.with_iterations(args.iterations)
     estimators = [name.strip().lower() for name in args.estimators.split(",")]
-    unknown = sorted(set(estimators) - set(ESTIMATORS))
+    unknown = sorted(set(estimators) - set(ESTIMATOR_NAMES))
     if unknown:
         raise VbpiMixError(
-            f"--estimators: unknown {', '.join(unknown)} (choose {','.join(ESTIMATORS)})"
+            f"--estimators: unknown {', '.join(unknown)} (choose {','.join(ESTIMATOR_NAMES)})"
         )
     settings = grid(args.datasets, estimators, args.components, args.subset, args.seeds)
     if not settings:
@@ -397,6 +404,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict, support_size: int | None) -> None:
+    from vbpi_mix.inference.golden import FLOOR as GOLDEN_FLOOR
+    from vbpi_mix.inference.psis import pareto_k_verdict
+
     if support_size is not None:
         print(f"support topologies:  {support_size}")
     print(f"substitution model:  {summary['substitution_model']}")
@@ -515,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--estimator",
-        choices=tuple(ESTIMATORS),
+        choices=ESTIMATOR_NAMES,
         default="a2a",
         help="a2a: all components draw; s2a/s2s: a random subset draws (default: a2a)",
     )
@@ -550,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--objective",
-        choices=tuple(GRADIENTS),
+        choices=GRADIENT_NAMES,
         default="vimco",
         help="topology gradient (default: vimco)",
     )
@@ -708,13 +718,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="data sets, DS1 to DS8")  # fmt: skip
     bench.add_argument("--data", metavar="DIR", help="folder holding DS1-DS8 (default: "
                        "$VBPI_MIX_DATA, else ../shared/datasets)")  # fmt: skip
-    bench.add_argument("--protocol", choices=sorted(PROTOCOLS), default="quick",
+    bench.add_argument("--protocol", choices=sorted(PROTOCOL_NAMES), default="quick",
                        help="training budget and schedule (default: quick)")  # fmt: skip
     bench.add_argument("--iterations", type=_positive_int, metavar="N",
                        help="override the protocol's iterations (its warm-up keeps the same "
                        "fraction of them)")  # fmt: skip
-    bench.add_argument("--estimators", default=",".join(ESTIMATORS),
-                       help=f"comma-separated (default: {','.join(ESTIMATORS)})")  # fmt: skip
+    bench.add_argument("--estimators", default=",".join(ESTIMATOR_NAMES),
+                       help=f"comma-separated (default: {','.join(ESTIMATOR_NAMES)})")  # fmt: skip
     bench.add_argument("--components", type=_positive_int, nargs="+", default=[2], metavar="A",
                        help="mixture sizes (default: 2)")  # fmt: skip
     bench.add_argument("--subset", type=_positive_int, nargs="+", default=[1], metavar="S",
@@ -776,6 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_unraisable_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_report_unless_stopping, previous_unraisable_hook)
     try:
+        from vbpi_mix.threads import set_fixed_threads, set_threads, usable_cores  # numba
+
         if getattr(args, "threads", None):
             set_fixed_threads(args.threads)
         else:

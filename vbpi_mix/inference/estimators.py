@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 import torch
 
+from vbpi_mix.choices import EstimatorName, GradientName
 from vbpi_mix.errors import VbpiMixError
-
-GradientName = Literal["vimco", "rws"]
-EstimatorName = Literal["a2a", "s2a", "s2s"]
 
 
 @dataclass(frozen=True)

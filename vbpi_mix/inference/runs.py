@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vbpi_mix.choices import LikelihoodDevice, ModelName
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.golden import kl_from_golden
@@ -29,8 +30,8 @@ from vbpi_mix.inference.trainer import (
 from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
-from vbpi_mix.phylo.likelihood import LikelihoodDevice, TreeLikelihood
-from vbpi_mix.phylo.models import ModelName, SubstitutionModel, build_model
+from vbpi_mix.phylo.likelihood import TreeLikelihood
+from vbpi_mix.phylo.models import SubstitutionModel, build_model
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import Support
 from vbpi_mix.trees.topology import Topology, topology_from_parsed

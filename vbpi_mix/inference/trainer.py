@@ -16,10 +16,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from vbpi_mix.choices import EstimatorName, GradientName
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.estimators import (
-    EstimatorName,
-    GradientName,
     Leader,
     estimate,
     k_sample_bound,

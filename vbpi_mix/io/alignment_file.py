@@ -9,15 +9,12 @@ from __future__ import annotations
 import io
 import os
 import re
-from typing import Literal
 
 from Bio import AlignIO, SeqIO
 
+from vbpi_mix.choices import ALIGNMENT_FORMATS, AlignmentFormat
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.io.text_files import read_text
-
-AlignmentFormat = Literal["fasta", "nexus", "phylip"]
-ALIGNMENT_FORMATS: tuple[str, ...] = ("fasta", "nexus", "phylip")
 
 _PHYLIP_HEADER = re.compile(r"^\s*\d+\s+\d+\s*$")
 # Relaxed names first (whitespace-separated, interleaved or one line per taxon), then

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vbpi_mix.choices import AlignmentFormat
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.io.alignment_file import AlignmentFormat, read_sequences
+from vbpi_mix.io.alignment_file import read_sequences
 
 STATES = "ACGT"
 MIN_TAXA = 4

@@ -38,13 +38,14 @@ the kernel is chosen by the workspace handed to `pruning_log_likelihood`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from vbpi_mix.choices import LikelihoodDevice
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo import pruning_kernels as kernels
 from vbpi_mix.phylo.alignment import Alignment
@@ -53,8 +54,6 @@ from vbpi_mix.phylo.schedule import Schedule, build_schedule
 
 if TYPE_CHECKING:
     from vbpi_mix.phylo.cuda_pruning import CudaWorkspace
-
-LikelihoodDevice = Literal["cpu", "cuda"]
 
 
 class Workspace:

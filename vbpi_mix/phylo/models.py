@@ -12,17 +12,14 @@ mean rate (Yang 1994), as IQ-TREE and MrBayes do; the rates average to 1.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 from scipy import special
 from torch import nn
 
+from vbpi_mix.choices import MODEL_NAMES, ModelName
 from vbpi_mix.errors import VbpiMixError
 
-ModelName = Literal["JC", "K80", "HKY", "GTR"]
-MODEL_NAMES: tuple[str, ...] = ("JC", "K80", "HKY", "GTR")
 N_STATES = 4
 _TRANSITIONS = ((0, 2), (1, 3))  # A<->G, C<->T in the state order A, C, G, T
 _PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # AC, AG, AT, CG, CT, GT

@@ -19,12 +19,12 @@ from tqdm import tqdm
 
 from vbpi_mix.bench.datasets import alignment_path, golden_paths, ufboot_paths
 from vbpi_mix.bench.protocols import Protocol
+from vbpi_mix.choices import LikelihoodDevice
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.inference.estimators import ESTIMATORS, make_estimator
 from vbpi_mix.inference.runs import ModelConfig
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
-from vbpi_mix.phylo.likelihood import LikelihoodDevice
 from vbpi_mix.threads import ThreadTuner, usable_cores
 from vbpi_mix.trees.support import Support, build_support
 from vbpi_mix.workflows.fitting import fit

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vbpi_mix.choices import LikelihoodDevice
 from vbpi_mix.inference.runs import ModelConfig, Run, create_run, open_run
 from vbpi_mix.inference.runs import summarize as summarize_run
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.phylo.alignment import load_alignment
-from vbpi_mix.phylo.likelihood import LikelihoodDevice
 from vbpi_mix.threads import ThreadTuner
 from vbpi_mix.trees.support import Support, golden_probabilities
 from vbpi_mix.trees.support import build_support as support_from_trees

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vbpi_mix.choices import LikelihoodDevice
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.io.alignment_file import read_sequences
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
-from vbpi_mix.phylo.likelihood import LikelihoodDevice, TreeLikelihood
+from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import SubstitutionModel
 from vbpi_mix.trees.conversions import topology_from_dendropy
 from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
