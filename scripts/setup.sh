@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create ./.venv if needed and install vbpi-mix into it, with the CPU build of torch 2.13.0.
-# EXTRAS=dev also installs the test tools (pytest, pytest-benchmark, hypothesis, ruff).
+# EXTRAS=dev also installs the test tools (pytest, ruff) and the optional ete3 interop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -27,7 +27,7 @@ from vbpi_mix.export.posterior import (
 )
 from vbpi_mix.export.tree_writers import sample_newick
 from vbpi_mix.inference.runs import Run, open_run
-from vbpi_mix.trees.conversions import to_dendropy, to_ete3
+from vbpi_mix.trees.conversions import import_ete3, to_dendropy, to_ete3
 from vbpi_mix.trees.topology import Topology
 
 if TYPE_CHECKING:
@@ -62,8 +62,7 @@ class Posterior:
 
     def ete3_trees(self, n: int, seed: int = 0) -> list[ete3.Tree]:
         """n sampled trees as ete3 trees (trifurcating at the root)."""
-        import ete3  # imported where used: it loads scipy.stats, a second of start-up
-
+        ete3 = import_ete3()
         sample = self.sample(n, seed)
         return [ete3.Tree(sample.newick(i), format=1, quoted_node_names=True) for i in range(n)]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import dendropy
 import numpy as np
 
+from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.trees.topology import Topology, canonical_from_edges
 
 if TYPE_CHECKING:
@@ -54,10 +55,20 @@ def to_dendropy(
     )  # fmt: skip
 
 
+def import_ete3():
+    """The ete3 module, an optional extra (imported where used: with scipy.stats it takes a
+    second to load), or a one-line error naming the install."""
+    try:
+        import ete3
+    except ImportError:
+        raise VbpiMixError(
+            "ete3 trees need the optional ete3 package: pip install 'vbpi-mix[ete3]'"
+        ) from None
+    return ete3
+
+
 def to_ete3(topology: Topology, lengths: Sequence[float] | None = None) -> ete3.Tree:
     """An ete3 tree (trifurcating at the canonical root, so unrooted in ete3's sense)."""
-    import ete3  # imported where used: it loads scipy.stats, a second of start-up
-
-    return ete3.Tree(
+    return import_ete3().Tree(
         topology.newick(lengths), format=1 if lengths is not None else 9, quoted_node_names=True
     )
