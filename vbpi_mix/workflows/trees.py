@@ -19,7 +19,7 @@ from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.models import SubstitutionModel
 from vbpi_mix.trees.conversions import topology_from_dendropy
-from vbpi_mix.trees.ufboot import find_iqtree, run_ufboot
+from vbpi_mix.workflows.ufboot import find_iqtree, run_ufboot
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
 PathLike = str | os.PathLike[str]
