@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
+from tests.oracles import branch_log_prob
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.export.posterior import SAMPLE_CHUNK, draw_trees
 from vbpi_mix.inference.estimators import k_sample_bound
@@ -228,8 +229,8 @@ class MixtureTimesConstant:
         self.mixture, self.constant = mixture, constant
 
     def log_likelihood(self, particles) -> torch.Tensor:
-        log_q = self.mixture.sbn.log_prob(particles.parents) + self.mixture.branches.log_prob(
-            particles.edges, particles.branch_lengths
+        log_q = self.mixture.sbn.log_prob(particles.parents) + branch_log_prob(
+            self.mixture.branches, particles.edges, particles.branch_lengths
         )  # [A, n]
         return torch.logsumexp(log_q, 0) - np.log(self.mixture.n_components) + self.constant
 

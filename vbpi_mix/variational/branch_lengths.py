@@ -73,7 +73,7 @@ def _feature_sums(
     """split_table[a, s] + sum_v psp_table[a, f_v] `[A, B, E]` for every edge, an id of -1
     adding nothing (it reads a zero column appended to each table); plain torch indexing,
     differentiable. Training draws and scores through vbpi_mix.variational.branch_draws;
-    this serves scoring given lengths and the export's branch-length summaries."""
+    this serves the export's branch-length summaries (and the tests' reference density)."""
 
     def padded(table: torch.Tensor) -> torch.Tensor:
         return torch.cat([table, table.new_zeros((table.shape[0], 1))], dim=-1)
@@ -145,8 +145,8 @@ class BranchLengthModel(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`rsample`'s branch lengths `[B, E]` (tree b from row rows[b] of the given
-        components, or of all) and `log_prob` of them under those components `[A, B]`, in one
-        compiled pass (vbpi_mix.variational.branch_draws); the same noise as `rsample`."""
+        components, or of all) and their log q_a(b | tau) under those components `[A, B]`, in
+        one compiled pass (vbpi_mix.variational.branch_draws); the same noise as `rsample`."""
         noise = torch.randn(edges.splits.shape, generator=generator, dtype=torch.float64)
         return draw_and_score(
             self._tables(components), MEAN_SHIFT, self.max_log_std, edges.splits,
@@ -162,17 +162,3 @@ class BranchLengthModel(nn.Module):
         """Branch lengths `[B, E]`, tree b drawn from component `components[b]`,
         reparameterised."""
         return self.rsample_and_log_prob(edges, components, None, generator)[0]
-
-    def log_prob(
-        self,
-        edges: EdgeFeatures,
-        branch_lengths: torch.Tensor,
-        components: np.ndarray | None = None,
-    ) -> torch.Tensor:
-        """log q_a(b | tau) `[A, B]` for branch lengths `[B, E]` (rows: every component or
-        the given ones), Jacobian of exp included."""
-        mean, log_std = self.mean_and_log_std(edges, components)
-        log_b = branch_lengths.log()
-        standard = (log_b - mean) / log_std.exp()
-        per_edge = -0.5 * standard**2 - log_std - 0.5 * np.log(2 * np.pi) - log_b
-        return per_edge.sum(dim=-1)

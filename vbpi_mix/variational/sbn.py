@@ -31,24 +31,6 @@ from vbpi_mix.variational.sbn_sampling import sample_parent_arrays
 SBNInit = Literal["uniform", "counts"]
 
 
-def family_log_softmax(logits: torch.Tensor, family: torch.Tensor, n_families: int) -> torch.Tensor:
-    """`[A, X]` logits normalised within each family: logit - log sum over the logits of the
-    same family (`family [X]`, values below `n_families`), per row.
-
-    Shifted by each family's own maximum, so a family far below the rest of its row does not
-    underflow. gather / scatter_add with the expanded family index, faster forward and
-    backward than index_select / index_add along X or advanced indexing.
-    """
-    family = family.expand_as(logits)
-    with torch.no_grad():  # any per-family shift c gives the same value and gradient
-        shift = torch.full(
-            (logits.shape[0], n_families), -torch.inf, dtype=logits.dtype
-        ).scatter_reduce(1, family, logits, "amax")
-    shifted = logits - shift.gather(1, family)
-    sums = torch.zeros_like(shift).scatter_add(1, family, shifted.exp())
-    return shifted - sums.log().gather(1, family)
-
-
 class SampledTopologies(NamedTuple):
     """Sampled trees as parent arrays `[n, 2N-3]` and their scoring tables."""
 
@@ -93,12 +75,6 @@ class SBN(nn.Module):
     def root_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
         """log q_root `[A, R]` (or of the given components only)."""
         return torch.log_softmax(component_rows(self.root_logits, components), dim=-1)
-
-    def entry_log_probs(self, components: np.ndarray | None = None) -> torch.Tensor:
-        """log q(child | parent) `[A, M]` (or of the given components only): each logit
-        against its parent's entries only."""
-        logits = component_rows(self.entry_logits, components)
-        return family_log_softmax(logits, self.entry_parent, self.n_parents)
 
     def tables(self, parents: np.ndarray) -> TopologyTables:
         """Scoring tables for parent arrays `[B, 2N-3]` (component-independent, reusable)."""
