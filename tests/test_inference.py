@@ -260,7 +260,7 @@ def test_the_reported_bound_is_untempered_while_training_anneals(tmp_path):
     bounds = []
     for warmup in (0, 10**6):
         model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=2)
-        training = TrainingConfig(iterations=10**6, particles=4, warmup=warmup, seed=7)
+        training = TrainingConfig(iterations=10**6, particles=4, warmup=warmup, split_at=0, seed=7)
         run = create_run(tmp_path / f"w{warmup}", model, training, example_support())
         bounds.append(run.trainer.step())
     assert bounds[1] == pytest.approx(bounds[0], abs=1e-9)
@@ -336,6 +336,43 @@ def test_a_split_mixture_trains_as_its_parent_until_the_split_then_its_copies_se
     assert not torch.equal(logits[0], logits[1]) or not torch.equal(logits[1], logits[2])
 
 
+def test_a_mixture_splits_at_half_its_iterations_by_default_and_keeps_its_split_on_resume(
+    tmp_path,
+):
+    """The default split is half the iterations for A > 1 and none for A = 1; a resumed run
+    keeps its own (a larger --iterations continues it), and a run saved before split starts
+    existed, whose settings lack the field, resumes as it started: apart."""
+    support = example_support()
+    lone = create_run(tmp_path / "a1", ModelConfig(alignment=str(EXAMPLE_FASTA)),
+                      TrainingConfig(iterations=8, particles=2), support)  # fmt: skip
+    assert lone.trainer.config.split_at == 0
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=3)
+    mixture = create_run(tmp_path / "a3", model, TrainingConfig(iterations=8, particles=2), support)
+    assert mixture.trainer.config.split_at == 4
+    mixture.trainer.run(progress=False)
+    longer = create_run(tmp_path / "a3", model, TrainingConfig(iterations=40, particles=2), support)
+    assert longer.trainer.config.split_at == 4 and longer.trainer.iteration == 8
+
+    config_path = tmp_path / "a3" / "config.json"
+    settings = json.loads(config_path.read_text())
+    del settings["training"]["split_at"]  # as written before split starts existed
+    config_path.write_text(json.dumps(settings))
+    older = create_run(tmp_path / "a3", model, TrainingConfig(iterations=40, particles=2), support)
+    assert older.trainer.config.split_at == 0 and not older.trainer.splits
+    assert open_run(tmp_path / "a3").trainer.config.split_at == 0
+
+
+def test_a_mixture_caps_branch_sigma_by_default_and_plain_vbpi_does_not(tmp_path):
+    for components, cap in ((1, None), (2, 2.0)):
+        out = tmp_path / f"a{components}"
+        result = fit_example(out, "--iterations", "4", "--particles", "2", "--components",
+                             str(components), "--eval-repeats", "1", "--eval-particles", "10",
+                             "--quiet")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        model = json.loads((out / "config.json").read_text())["model"]
+        assert model["max_branch_std"] == cap
+
+
 def test_a_different_fit_in_the_same_folder_is_refused(tmp_path):
     small_run(tmp_path, 4).trainer.run(progress=False)
     with pytest.raises(VbpiMixError, match="holds a fit with other settings"):
@@ -405,6 +442,8 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
         (["--kappa", "3"], "--kappa applies to K80 and HKY, not JC"),
         (["--gamma", "4"], "needs a shape --alpha"),
         (["--iterations", "100", "--warmup", "500"], "give --warmup at most 100"),
+        (["--split-at", "10"], "--split-at applies to mixtures"),
+        (["--components", "2", "--iterations", "100", "--split-at", "100"], "below --iterations"),
     ],
 )
 def test_fit_rejects_invalid_combinations(tmp_path, extra, message):

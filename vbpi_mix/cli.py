@@ -241,6 +241,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from vbpi_mix import workflows
     from vbpi_mix.inference.runs import ModelConfig
     from vbpi_mix.inference.trainer import TrainingConfig
+    from vbpi_mix.variational.branch_lengths import default_max_std
 
     check_output_folder(args.out, "--out")
     substitution = model_settings(args)
@@ -250,7 +251,11 @@ def run_fit(args: argparse.Namespace) -> int:
         components=args.components,
         branch_features=args.branch_features,
         init=args.init,
-        max_branch_std=args.max_branch_sd,
+        max_branch_std=(
+            args.max_branch_sd
+            if args.max_branch_sd is not None
+            else default_max_std(args.components)
+        ),
         substitution_model=substitution.pop("name"),
         **substitution,
     )
@@ -538,11 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--split-at",
         type=int,
-        default=0,
         metavar="N",
         help="with --components above 1: train one component alone, as plain VBPI, for N "
-        "iterations, then start every component from it and train the mixture (default: 0, "
-        "components start apart)",
+        "iterations, then start every component from it and train the mixture (default: half "
+        "of --iterations; 0: the components start apart, as VBPI-Mixtures)",
     )
     fit.add_argument(
         "--particles",
@@ -575,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="SIGMA",
         help="cap on each branch's log-normal standard deviation (of log b), so that no "
-        "component grows tails far wider than a posterior's (default: none)",
+        "component grows tails far wider than a posterior's (default: 2 for a mixture, none "
+        "for --components 1)",
     )
     fit.add_argument(
         "--init",

@@ -146,12 +146,15 @@ def create_run(
     `alignment`, `substitution`: the model's, when the caller has them already."""
     folder = Path(folder)
     existing = json.loads(read_text(folder / CONFIG)) if (folder / CONFIG).is_file() else None
-    training = training.resolved(existing["training"].get("warmup") if existing else None)
+    training = training.resolved(model.components, existing["training"] if existing else None)
     settings = _as_json({"model": asdict(model), "training": asdict(training)})
     if existing is not None:
         # through the dataclass: settings added since the run was made take their defaults
         existing["model"] = _as_json(asdict(ModelConfig(**existing["model"])))
-        existing["training"] = _as_json(asdict(TrainingConfig(**existing["training"])))
+        saved = TrainingConfig(**existing["training"]).resolved(
+            model.components, existing["training"]
+        )
+        existing["training"] = _as_json(asdict(saved))
         if _besides_iterations(existing) != _besides_iterations(settings):
             raise VbpiMixError(
                 f"{folder} holds a fit with other settings; choose a new --out or delete it"
@@ -220,7 +223,9 @@ def open_run(folder: Path, likelihood_device: LikelihoodDevice = "cpu") -> Run:
     settings = json.loads(read_text(folder / CONFIG))
     attach_run_log(folder)
     model = ModelConfig(**settings["model"])
-    training = TrainingConfig(**settings["training"])
+    training = TrainingConfig(**settings["training"]).resolved(
+        model.components, settings["training"]
+    )
     alignment = load_alignment(model.alignment, model.alignment_format)
     run = _assemble(
         folder, model, training, read_support(folder, alignment.taxa), likelihood_device,

@@ -46,9 +46,11 @@ class TrainingConfig:
     anneals over 100,000 of 400,000), so that every fit ends on the posterior itself.
     `split_at` > 0 (with A > 1): the first component trains alone, as plain VBPI, for that
     many iterations while the others are kept its copies; then every component starts from
-    it (Adam's moments included) and the mixture trains with `estimator`. A mixture started
-    from scratch spends its first iterations on A untrained components that each see 1/A
-    (S2A, S2S) of the draws; a split mixture begins where VBPI is."""
+    it (Adam's moments included) and the mixture trains with `estimator`. It defaults to
+    half the iterations for a mixture; 0 starts the components apart, from their own seeded
+    perturbations, as VBPI-Mixtures does. Started apart, A untrained components each see 1/A
+    (S2A, S2S) of the draws and the mixture trails VBPI at equal seconds; a split mixture
+    begins where VBPI is (benchmarks/results/mixtures_equal_time.md)."""
 
     iterations: int = 10_000
     particles: int = 10
@@ -61,21 +63,27 @@ class TrainingConfig:
     decay_every: int = 20_000
     anneal_start: float = 0.001
     warmup: int | None = None
-    split_at: int = 0
+    split_at: int | None = None
     checkpoint_every: int = 1000
     log_every: int = 10
     eval_every: int = 0
     eval_particles: int = 1000
     seed: int = 0
 
-    def resolved(self, resumed_warmup: int | None = None) -> TrainingConfig:
-        """This configuration with `warmup` a number: as given, else the resumed run's (a
-        larger --iterations continues the run on its schedule), else a quarter of the
-        iterations."""
-        if self.warmup is not None:
-            return self
-        warmup = resumed_warmup if resumed_warmup is not None else self.iterations // 4
-        return dataclasses.replace(self, warmup=warmup)
+    def resolved(self, n_components: int = 1, resumed: dict | None = None) -> TrainingConfig:
+        """This configuration with `warmup` and `split_at` numbers: as given, else the resumed
+        run's settings `resumed` (a larger --iterations continues the run on its schedule; a
+        run saved before split starts existed started apart), else the defaults: a warm-up of
+        a quarter of the iterations, and a mixture split at half of them."""
+        warmup, split_at = self.warmup, self.split_at
+        if warmup is None:
+            warmup = resumed["warmup"] if resumed else self.iterations // 4
+        if split_at is None:
+            if resumed:
+                split_at = resumed.get("split_at") or 0
+            else:
+                split_at = self.iterations // 2 if n_components > 1 else 0
+        return dataclasses.replace(self, warmup=warmup, split_at=split_at)
 
     def validate(self, n_components: int) -> None:
         """One-line errors that name the fix for invalid combinations."""
@@ -93,11 +101,13 @@ class TrainingConfig:
             raise VbpiMixError(f"--warmup must be 0 (no annealing) or more; got {self.warmup}")
         if self.particles < 1:
             raise VbpiMixError(f"--particles must be at least 1; got {self.particles}")
-        if not 0 <= self.split_at < self.iterations:
+        if self.split_at is not None and not 0 <= self.split_at < self.iterations:
             raise VbpiMixError(
                 f"--split-at must be 0 (components start apart) or below --iterations "
                 f"({self.iterations}); got {self.split_at}"
             )
+        if self.split_at and n_components == 1:
+            raise VbpiMixError("--split-at applies to mixtures: add --components A, A above 1")
         if self.eval_every < 0:
             raise VbpiMixError(f"--eval-every must be 0 (never) or more; got {self.eval_every}")
         make_estimator(self.estimator, n_components, self.subset)
@@ -125,7 +135,7 @@ class Trainer:
     def __init__(
         self, mixture: Mixture, target: Target, config: TrainingConfig, run_dir: Path | None
     ) -> None:
-        config = config.resolved()
+        config = config.resolved(mixture.n_components)
         config.validate(mixture.n_components)
         self.mixture, self.target, self.config = mixture, target, config
         self.run_dir = Path(run_dir) if run_dir is not None else None

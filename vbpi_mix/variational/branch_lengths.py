@@ -33,6 +33,15 @@ from vbpi_mix.variational.components import component_rows
 
 BranchFeatures = Literal["split", "psp"]
 MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start
+MIXTURE_MAX_STD = 2.0  # the default cap for a mixture's components (none for A = 1)
+
+
+def default_max_std(n_components: int) -> float | None:
+    """The default cap on sigma: MIXTURE_MAX_STD for a mixture, none for plain VBPI (the
+    published family). A mixture's components, pushed apart by the shared denominators of
+    their weights, grew sigmas of 3-11 on some edges without it, and ELBOs millions of nats
+    below their MLLs (benchmarks/results/mixtures_equal_time.md)."""
+    return MIXTURE_MAX_STD if n_components > 1 else None
 
 
 @dataclass(frozen=True)

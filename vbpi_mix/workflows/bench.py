@@ -27,6 +27,7 @@ from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.threads import ThreadTuner, usable_cores
 from vbpi_mix.trees.support import Support, build_support
+from vbpi_mix.variational.branch_lengths import default_max_std
 from vbpi_mix.workflows.fitting import fit
 
 RESULT = "result.json"
@@ -114,7 +115,10 @@ def run_setting(
     if (data_dir / setting.dataset / "golden").is_dir():  # DS1-DS4
         golden = golden_paths(data_dir, setting.dataset)
     evaluation = fit(
-        ModelConfig(alignment=str(alignment.resolve()), components=setting.components),
+        ModelConfig(
+            alignment=str(alignment.resolve()), components=setting.components,
+            max_branch_std=default_max_std(setting.components),
+        ),
         protocol.training(setting.estimator, setting.subset, setting.seed),
         support, folder,
         likelihood_device=likelihood_device,
