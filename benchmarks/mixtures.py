@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from vbpi_mix import workflows
 from vbpi_mix.bench.datasets import alignment_path, find_data_dir, ufboot_paths
 from vbpi_mix.bench.report import published_numbers
-from vbpi_mix.inference.runs import ModelConfig, create_run, read_metrics, summarize
+from vbpi_mix.inference.runs import ModelConfig, create_run, read_metrics
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import load_alignment
@@ -163,9 +164,9 @@ def run_setting(args, data_dir: Path, dataset: str, setting: Setting) -> None:
     if args.plan_only:
         return
     config = training(args, setting, budget["iterations"], budget["split_at"])
-    run = create_run(folder, model_config(args, setting, alignment), config, support)
-    run.trainer.run(progress=False)
-    summary = summarize(run, 1000, args.repeats, args.seed)
+    evaluation = workflows.fit(model_config(args, setting, alignment), config, support, folder,
+                               eval_repeats=args.repeats)  # fmt: skip
+    summary = evaluation.summary
     result = {"setting": setting.name, "plan": budget, "summary": summary}
     write_text_atomic(folder / "result.json", json.dumps(result, indent=2) + "\n")
     print(f"{dataset} {setting.name}: MLL {summary['mll_mean']:.2f}, ELBO {summary['elbo']:.2f}",
