@@ -49,8 +49,15 @@ def record_for(sbn: SBN, drawn, topologies, log_q: torch.Tensor | None = None) -
         log_likelihood=TARGET[topologies],
         log_prior=torch.zeros(topologies.shape, dtype=torch.float64),
         log_q_topology=log_q[topologies],
-        log_q_branches=torch.zeros(*topologies.shape, sbn.n_components, dtype=torch.float64),
+        log_q_branches=torch.zeros(*topologies.shape, log_q.shape[-1], dtype=torch.float64),
     )
+
+
+def s2s_record(sbn: SBN, drawn, topologies, log_q: torch.Tensor | None = None) -> LogWeights:
+    """As record_for, in the terms of S2S's family: the sub-mixture of the (sorted, distinct)
+    drawn components, whose component s is drawn[s]."""
+    log_q = sbn.log_prob(PARENTS).T if log_q is None else log_q
+    return record_for(sbn, np.arange(len(drawn)), topologies, log_q[:, np.asarray(drawn)])
 
 
 def test_s2a_averaged_over_all_subsets_equals_a2a():
@@ -93,7 +100,8 @@ def expected_bound(sbn, estimator, subsets, k) -> float:
         for particles in itertools.product(per_component, repeat=len(subset)):
             index = torch.as_tensor(particles)  # [S, K]
             probability = float(log_q[index, torch.as_tensor(subset)[:, None]].sum().exp())
-            record = record_for(sbn, list(subset), particles, log_q)
+            build = s2s_record if isinstance(estimator, S2S) else record_for
+            record = build(sbn, list(subset), particles, log_q)
             bound = estimate(estimator, record, gradient=RWS()).bound  # VIMCO needs K >= 2
             total += probability * float(bound) / len(subsets)
     return total
@@ -214,27 +222,45 @@ def test_s2a_draws_uniform_subsets():
     assert np.abs(counts - 2000).max() < 5 * 32
 
 
-def test_s2s_scored_under_the_drawn_components_only_is_the_same_estimate():
+def test_s2s_weighs_against_the_sub_mixture_of_the_drawn_components():
+    """S2S's family is the drawn components' mixture (Mixture.select): its bound and VIMCO
+    surrogate gradient equal those written out on the full mixture's densities, log w = log p
+    - log (1/S) sum_{j in I} q_j, with each particle's score under the component that drew it."""
+
+    class WrittenOut(S2A):
+        def log_denominator(self, record):
+            drawn = record.log_q[..., torch.as_tensor(record.drawn)]
+            return torch.logsumexp(drawn, -1) - math.log(len(record.drawn))
+
     sbn, drawn = mixture(5, seed=10), np.array([1, 3])
     particles = np.random.default_rng(11).integers(0, 15, (2, 4))
-    full = record_for(sbn, drawn, particles)
-    index = torch.as_tensor(particles)
-    narrow = LogWeights(
-        drawn=drawn,
-        log_likelihood=TARGET[index],
-        log_prior=torch.zeros(index.shape, dtype=torch.float64),
-        log_q_topology=sbn.log_prob(PARENTS, components=drawn).T[index],
-        log_q_branches=torch.zeros(*index.shape, 2, dtype=torch.float64),
-        columns=drawn,
-    )
-    estimator = S2S(5, 2)
-    assert estimator.scored_components(drawn) is drawn
-    results = [estimate(estimator, record) for record in (full, narrow)]
+    results = [
+        estimate(S2S(5, 2), s2s_record(sbn, drawn, particles)),
+        estimate(WrittenOut(5, 2), record_for(sbn, drawn, particles)),
+    ]
     assert float(results[0].bound) == pytest.approx(float(results[1].bound), abs=1e-12)
     gradients = [torch.autograd.grad(r.surrogate, sbn.entry_logits)[0] for r in results]
     torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-14)
-    with pytest.raises(ValueError, match="every component"):
-        estimate(A2A(5), narrow)
+    s2a = estimate(S2A(5, 2), record_for(sbn, drawn, particles))
+    assert abs(float(s2a.bound) - float(results[0].bound)) > 0.01  # the denominators differ
+
+
+def test_a_sub_mixture_draws_and_scores_as_its_parent_restricted_to_its_components():
+    from vbpi_mix.variational.mixture import Mixture
+
+    parents = np.stack(list(all_parents(6)))
+    index = build_subsplit_index(parents, np.ones(len(parents)), 6)
+    parent = Mixture(index, n_components=4, seed=12)
+    chosen, local = np.array([1, 3]), np.array([1, 0, 1, 1, 0])
+    particles, *scores = parent.sample_and_score(chosen[local], torch.Generator().manual_seed(13))
+    sub_particles, *sub_scores = parent.select(chosen).sample_and_score(
+        local, torch.Generator().manual_seed(13)
+    )
+    np.testing.assert_array_equal(sub_particles.parents, particles.parents)
+    torch.testing.assert_close(sub_particles.branch_lengths, particles.branch_lengths)
+    for all_columns, some in zip(scores, sub_scores, strict=True):
+        assert some.shape == (5, 2)
+        torch.testing.assert_close(some, all_columns[:, chosen])
 
 
 def test_s2a_and_s2s_without_a_subset_ask_for_one():

@@ -428,16 +428,15 @@ def test_kl_from_golden_with_golden_mass_outside_the_support():
 
 def test_mixture_draw_and_scores_match_sampling_and_scoring_apart():
     """sample_and_score shares normalisers between the draw and the scores: the particles are
-    those `sample` draws, the scores those of the SBN and branch model called on their own,
-    and scoring under chosen components gives those columns of scoring under all."""
+    those `sample` draws, the scores those of the SBN and branch model called on their own."""
     from vbpi_mix.variational.mixture import Mixture
 
     parents = enumerated(6)
     index = build_subsplit_index(parents, np.ones(len(parents)), 6)
     mixture = Mixture(index, n_components=4, seed=12)
-    drawn, chosen = np.array([3, 1, 3, 3, 1]), np.array([1, 3])
+    drawn = np.array([3, 1, 3, 3, 1])
     particles, log_q_topology, log_q_branches = mixture.sample_and_score(
-        drawn, None, torch.Generator().manual_seed(13)
+        drawn, torch.Generator().manual_seed(13)
     )
     sampled = mixture.sample(drawn, torch.Generator().manual_seed(13))
     np.testing.assert_array_equal(particles.parents, sampled.parents)
@@ -447,10 +446,3 @@ def test_mixture_draw_and_scores_match_sampling_and_scoring_apart():
         log_q_branches,
         branch_log_prob(mixture.branches, particles.edges, particles.branch_lengths).T,
     )
-    chosen_particles, *chosen_scores = mixture.sample_and_score(
-        drawn, chosen, torch.Generator().manual_seed(13)
-    )
-    np.testing.assert_array_equal(chosen_particles.parents, particles.parents)
-    for all_columns, some in zip((log_q_topology, log_q_branches), chosen_scores, strict=True):
-        assert some.shape == (5, 2)
-        torch.testing.assert_close(some, all_columns[:, chosen])

@@ -72,6 +72,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -252,9 +262,9 @@ def run_fit(args: argparse.Namespace) -> int:
         branch_features=args.branch_features,
         init=args.init,
         max_branch_std=(
-            args.max_branch_sd
-            if args.max_branch_sd is not None
-            else default_max_std(args.components)
+            default_max_std(args.components)
+            if args.max_branch_sd is None
+            else args.max_branch_sd or None  # 0: no cap
         ),
         substitution_model=substitution.pop("name"),
         **substitution,
@@ -576,11 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--max-branch-sd",
-        type=_positive_float,
+        type=_non_negative_float,
         metavar="SIGMA",
         help="cap on each branch's log-normal standard deviation (of log b), so that no "
         "component grows tails far wider than a posterior's (default: 2 for a mixture, none "
-        "for --components 1)",
+        "for --components 1; 0: none)",
     )
     fit.add_argument(
         "--init",

@@ -1,8 +1,10 @@
 """Multiple-importance-sampling estimators for mixtures: A2A, S2A, S2S (Hotti et al. 2024),
 with VIMCO (Mnih & Rezende 2016) or RWS gradients for the topology part.
 
-A shared step draws K particles from each of the chosen components and returns a `LogWeights`
-record; each estimator is a few lines on that record. Weights against a density r:
+Each estimator names the family its particles are weighed against (the mixture, or for S2S
+the sub-mixture of the drawn components) and which of its components draw; a shared step
+draws K particles from each and returns a `LogWeights` record; each estimator is a few lines
+on that record. Weights against the family's density r:
 log w = beta log p(y | tau, b) + log p(tau) + log p(b) - log r(tau, b).
 
     A2A: all A components draw, r = (1/A) sum_a q_a          L = (1/A) sum_a log mean_k w_ak
@@ -25,17 +27,18 @@ import torch
 
 from vbpi_mix.choices import EstimatorName, GradientName
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.variational.mixture import Mixture, SubMixture
 
 
 @dataclass(frozen=True)
 class LogWeights:
     """Terms of the log weights of K particles from each of S drawn components.
 
-    drawn `[S]`: the components that drew; log_likelihood, log_prior `[S, K]`;
-    log_q_topology, log_q_branches `[S, K, A]`: every particle under every component
-    (topology and branch-length parts; their sum is log q_a(tau, b)), or under the sorted
-    components `columns` only when given (S2S needs no others); inverse_temperature: beta,
-    the likelihood's weight (annealing; 1 for every reported bound)."""
+    drawn `[S]`: the family's components that drew; log_likelihood, log_prior `[S, K]`;
+    log_q_topology, log_q_branches `[S, K, A]`: every particle under every component of the
+    family (topology and branch-length parts; their sum is log q_a(tau, b));
+    inverse_temperature: beta, the likelihood's weight (annealing; 1 for every reported
+    bound)."""
 
     drawn: np.ndarray
     log_likelihood: torch.Tensor
@@ -43,7 +46,6 @@ class LogWeights:
     log_q_topology: torch.Tensor
     log_q_branches: torch.Tensor
     inverse_temperature: float = 1.0
-    columns: np.ndarray | None = None
 
     @property
     def log_target(self) -> torch.Tensor:
@@ -57,16 +59,10 @@ class LogWeights:
         """The same particles weighed with beta = 1."""
         return replace(self, inverse_temperature=1.0)
 
-    def drawn_columns(self) -> torch.Tensor:
-        """Where each drawing component's densities sit along the last axis `[S]`."""
-        if self.columns is None:
-            return torch.as_tensor(self.drawn)
-        return torch.as_tensor(np.searchsorted(self.columns, self.drawn))
-
     def own_topology_score(self) -> torch.Tensor:
         """log q_a(tau) `[S, K]` under the component that drew each particle."""
-        columns = self.drawn_columns()
-        return self.log_q_topology[torch.arange(columns.numel()), :, columns]
+        drawn = torch.as_tensor(self.drawn)
+        return self.log_q_topology[torch.arange(drawn.numel()), :, drawn]
 
 
 @dataclass(frozen=True)
@@ -95,15 +91,16 @@ class MixtureEstimator:
         """The components that draw particles this iteration `[S]`."""
         return np.arange(self.n_components)
 
-    def scored_components(self, drawn: np.ndarray) -> np.ndarray | None:
-        """Components whose densities the denominators need (None: all of them)."""
-        return None
+    def family(
+        self, mixture: Mixture, drawn: np.ndarray
+    ) -> tuple[Mixture | SubMixture, np.ndarray]:
+        """The family the drawn components' particles are weighed against, and the drawn
+        components in its terms: the whole mixture by default."""
+        return mixture, drawn
 
     def log_denominator(self, record: LogWeights) -> torch.Tensor:
-        """log r(tau, b) `[S, K]`: the full mixture density by default."""
-        if record.columns is not None and len(record.columns) != self.n_components:
-            raise ValueError("the full-mixture denominator needs every component's density")
-        return torch.logsumexp(record.log_q, dim=-1) - math.log(self.n_components)
+        """log r(tau, b) `[S, K]`: the density of the uniform mixture of the record's family."""
+        return torch.logsumexp(record.log_q, dim=-1) - math.log(record.log_q.shape[-1])
 
     def log_weights(self, record: LogWeights) -> torch.Tensor:
         return record.log_target - self.log_denominator(record)
@@ -146,12 +143,10 @@ class S2A(MixtureEstimator):
 class S2S(S2A):
     """Some to some: as S2A, weighed against the mixture of the S drawn components only."""
 
-    def scored_components(self, drawn: np.ndarray) -> np.ndarray | None:
-        return drawn
-
-    def log_denominator(self, record: LogWeights) -> torch.Tensor:
-        drawn = record.log_q[..., record.drawn_columns()]
-        return torch.logsumexp(drawn, dim=-1) - math.log(len(record.drawn))
+    def family(
+        self, mixture: Mixture, drawn: np.ndarray
+    ) -> tuple[Mixture | SubMixture, np.ndarray]:
+        return mixture.select(drawn), np.arange(len(drawn))
 
 
 class Leader(MixtureEstimator):
@@ -163,11 +158,10 @@ class Leader(MixtureEstimator):
     def draw(self, generator: torch.Generator | None = None) -> np.ndarray:
         return np.zeros(1, dtype=np.int64)
 
-    def scored_components(self, drawn: np.ndarray) -> np.ndarray | None:
-        return drawn
-
-    def log_denominator(self, record: LogWeights) -> torch.Tensor:
-        return record.log_q[..., record.drawn_columns()[0]]
+    def family(
+        self, mixture: Mixture, drawn: np.ndarray
+    ) -> tuple[Mixture | SubMixture, np.ndarray]:
+        return mixture.select(drawn), np.arange(len(drawn))
 
 
 ESTIMATORS: dict[str, type[MixtureEstimator]] = {"a2a": A2A, "s2a": S2A, "s2s": S2S}

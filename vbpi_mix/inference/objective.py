@@ -9,7 +9,7 @@ import torch
 from vbpi_mix.inference.estimators import LogWeights
 from vbpi_mix.phylo.likelihood import TreeLikelihood
 from vbpi_mix.phylo.priors import log_branch_prior, log_topology_prior
-from vbpi_mix.variational.mixture import Mixture, Particles
+from vbpi_mix.variational.mixture import Mixture, Particles, SubMixture
 
 
 class Target:
@@ -30,19 +30,18 @@ class Target:
 
 
 def draw_log_weights(
-    mixture: Mixture,
+    family: Mixture | SubMixture,
     target: Target,
     drawn: np.ndarray,
     particles_per_component: int,
     inverse_temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    scored: np.ndarray | None = None,
 ) -> LogWeights:
-    """K particles from each component in `drawn` `[S]`, as a LogWeights record `[S, K(, A)]`,
-    scored under the sorted components `scored` only when given (else under all)."""
+    """K particles from each of the family's components `drawn` `[S]`, scored under all of
+    its components, as a LogWeights record `[S, K(, A)]`."""
     n_drawn, k = len(drawn), particles_per_component
-    particles, log_q_topology, log_q_branches = mixture.sample_and_score(
-        np.repeat(drawn, k), scored, generator
+    particles, log_q_topology, log_q_branches = family.sample_and_score(
+        np.repeat(drawn, k), generator
     )
     return LogWeights(
         drawn=np.asarray(drawn),
@@ -51,5 +50,4 @@ def draw_log_weights(
         log_q_topology=log_q_topology.view(n_drawn, k, -1),
         log_q_branches=log_q_branches.view(n_drawn, k, -1),
         inverse_temperature=inverse_temperature,
-        columns=None if scored is None else np.asarray(scored),
     )

@@ -217,15 +217,9 @@ class Trainer:
             self._copy_moments()
         estimator = self.leader if leading else self.estimator
         beta = inverse_temperature(self.iteration, config.anneal_start, config.warmup)
-        drawn = estimator.draw(self.generator)
+        family, drawn = estimator.family(self.mixture, estimator.draw(self.generator))
         record = draw_log_weights(
-            self.mixture,
-            self.target,
-            drawn,
-            config.particles,
-            beta,
-            self.generator,
-            scored=estimator.scored_components(drawn),
+            family, self.target, drawn, config.particles, beta, self.generator
         )
         result = estimate(estimator, record, self.gradient)
         with torch.no_grad():

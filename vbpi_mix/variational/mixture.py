@@ -84,18 +84,24 @@ class Mixture(nn.Module):
             topologies.parents, topologies.tables, edges, lengths, np.asarray(components)
         )
 
+    def select(self, indices: np.ndarray) -> SubMixture:
+        """The uniform mixture of the components `indices` alone (see SubMixture)."""
+        return SubMixture(self, indices)
+
     def sample_and_score(
-        self,
-        components: np.ndarray,
-        scored: np.ndarray | None = None,
-        generator: torch.Generator | None = None,
+        self, components: np.ndarray, generator: torch.Generator | None = None
     ) -> tuple[Particles, torch.Tensor, torch.Tensor]:
         """One particle per entry of `components`, with log q_a(tau) and log q_a(b | tau) of
-        every particle under every component, each `[n, A]` (or under the sorted components
-        `scored` only, `[n, len(scored)]`, which must hold every drawn one); their sum is
-        log q_a(tau, b). The branch lengths are drawn and scored in one compiled pass, and
-        the draw uses the generator as `sample` does."""
-        components = np.asarray(components, dtype=np.int64)
+        every particle under every component, each `[n, A]`; their sum is log q_a(tau, b).
+        The branch lengths are drawn and scored in one compiled pass, and the draw uses the
+        generator as `sample` does."""
+        return self._draw_and_score(np.asarray(components, dtype=np.int64), None, generator)
+
+    def _draw_and_score(
+        self, components: np.ndarray, scored: np.ndarray | None, generator: torch.Generator | None
+    ) -> tuple[Particles, torch.Tensor, torch.Tensor]:
+        """`sample_and_score`, the scores under the sorted components `scored` only when
+        given (they hold every drawing component)."""
         rows = components if scored is None else np.searchsorted(scored, components)
         topologies = self.sbn.sample(components, generator)
         edges = edge_features(topologies.tables)
@@ -103,3 +109,26 @@ class Mixture(nn.Module):
         particles = Particles(topologies.parents, topologies.tables, edges, lengths, components)
         log_q_topology = self.sbn.log_prob(topologies.tables, scored)
         return particles, log_q_topology.T, log_q_branches.T
+
+
+class SubMixture:
+    """The uniform mixture of some components of a Mixture, (1/S) sum_{j in I} q_j: a
+    family of its own, whose component s is the parent's indices[s], drawing and scoring with
+    the parent's parameters (gradients reach them). S2S weighs its particles against the
+    drawn components' mixture; a split start trains the first component alone."""
+
+    def __init__(self, parent: Mixture, indices: np.ndarray) -> None:
+        self.parent = parent
+        self.indices = np.sort(np.asarray(indices, dtype=np.int64))
+
+    @property
+    def n_components(self) -> int:
+        return len(self.indices)
+
+    def sample_and_score(
+        self, components: np.ndarray, generator: torch.Generator | None = None
+    ) -> tuple[Particles, torch.Tensor, torch.Tensor]:
+        """Mixture.sample_and_score in this family's terms: `components` and the score
+        columns `[n, S]` index its own components."""
+        drawn = self.indices[np.asarray(components, dtype=np.int64)]
+        return self.parent._draw_and_score(drawn, self.indices, generator)
