@@ -312,3 +312,15 @@ def test_every_registry_offers_exactly_the_names_the_command_line_lists():
         build_model(name)  # every listed model is built; an unlisted one is refused
     with pytest.raises(VbpiMixError, match="unknown model"):
         build_model("F81")
+
+
+def test_the_package_exports_its_api_on_first_use():
+    code = (
+        "import sys, vbpi_mix; loaded = 'torch' in sys.modules; "
+        "from vbpi_mix import ModelConfig, Posterior, TrainingConfig, workflows; "
+        "from vbpi_mix.inference.runs import ModelConfig as M; "
+        "print(loaded, ModelConfig is M, callable(workflows.fit), sorted(vbpi_mix.__all__))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 3)[:3] == ["False", "True", "True"]

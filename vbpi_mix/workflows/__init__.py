@@ -1,9 +1,7 @@
 """The API every entry point calls: the command line, the bench runner, the benchmark scripts
 and Python users. Each workflow is one job a phylogeneticist asks for, from files to results:
 
-    from vbpi_mix.inference.runs import ModelConfig
-    from vbpi_mix.inference.trainer import TrainingConfig
-    from vbpi_mix import workflows
+    from vbpi_mix import ModelConfig, TrainingConfig, workflows
 
     support = workflows.support_files(support_dir="data/example_support")
     summary = workflows.fit(
