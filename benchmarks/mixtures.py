@@ -16,7 +16,7 @@ fixed (`--threads`, default 1): two studies side by side on other data sets shar
     python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --plan-only
     python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --datasets DS1 DS5
     python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --report-only \\
-        --datasets DS1 DS5 DS6 DS8 > benchmarks/results/mixtures_equal_time.md
+        > benchmarks/results/mixtures_equal_time/README.md   # figures: OUT/DSn_curves.png
 """
 
 from __future__ import annotations

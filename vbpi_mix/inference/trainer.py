@@ -50,7 +50,7 @@ class TrainingConfig:
     half the iterations for a mixture; 0 starts the components apart, from their own seeded
     perturbations, as VBPI-Mixtures does. Started apart, A untrained components each see 1/A
     (S2A, S2S) of the draws and the mixture trails VBPI at equal seconds; a split mixture
-    begins where VBPI is (benchmarks/results/mixtures_equal_time.md)."""
+    begins where VBPI is (benchmarks/results/mixtures_equal_time/)."""
 
     iterations: int = 10_000
     particles: int = 10

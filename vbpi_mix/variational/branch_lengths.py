@@ -40,7 +40,7 @@ def default_max_std(n_components: int) -> float | None:
     """The default cap on sigma: MIXTURE_MAX_STD for a mixture, none for plain VBPI (the
     published family). A mixture's components, pushed apart by the shared denominators of
     their weights, grew sigmas of 3-11 on some edges without it, and ELBOs millions of nats
-    below their MLLs (benchmarks/results/mixtures_equal_time.md)."""
+    below their MLLs (benchmarks/results/mixtures_equal_time/)."""
     return MIXTURE_MAX_STD if n_components > 1 else None
 
 
