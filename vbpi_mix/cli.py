@@ -283,13 +283,9 @@ def run_fit(args: argparse.Namespace) -> int:
         eval_particles=args.eval_particles,
         seed=args.seed,
     )
-    training.validate(args.components)
-    model.substitution()  # refuses invalid values before IQ-TREE may run for the support
-    support = workflows.support_files(args.support, args.support_dir, args.alignment,
-                                      Path(args.out) / "ufboot", args.format,
-                                      progress=not args.quiet)  # fmt: skip
     evaluation = workflows.fit(
-        model, training, support, args.out, credible=args.credible, burnin=args.burnin,
+        model, training, args.support, args.out, support_dir=args.support_dir,
+        credible=args.credible, burnin=args.burnin,
         likelihood_device=args.likelihood_device, threads=_training_threads(args),
         eval_particles=args.eval_particles, eval_repeats=args.eval_repeats,
         progress=not args.quiet,

@@ -16,6 +16,7 @@ from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.threads import ThreadTuner
 from vbpi_mix.trees.support import Support, golden_probabilities
 from vbpi_mix.trees.support import build_support as support_from_trees
+from vbpi_mix.workflows.trees import support_files
 
 PathLike = str | os.PathLike[str]
 
@@ -34,9 +35,10 @@ class Evaluation:
 def fit(
     model: ModelConfig,
     training: TrainingConfig,
-    support: Sequence[PathLike] | Support,
+    support: Sequence[PathLike] | Support | None,
     out: PathLike,
     *,
+    support_dir: PathLike | None = None,
     credible: float = 0.95,
     burnin: float = 0,
     likelihood_device: LikelihoodDevice = "cpu",
@@ -49,15 +51,16 @@ def fit(
     """Train (or resume) the fit of `model` in run folder `out`, then evaluate it.
 
     `support`: tree files (each file's `credible` set after `burnin`, merged) or a Support
-    already built. Settings are checked before any long work: the training combination and
-    the substitution model's values first, then the support."""
+    already built; without it, `support_dir`'s files, or else new UFBoot replicates made by
+    IQ-TREE in OUT/ufboot (support_files). Settings are checked before any long work: the
+    training combination and the substitution model's values first, then the support."""
     training.validate(model.components)
     substitution = model.substitution()  # refuses invalid values before the support is built
     alignment = load_alignment(model.alignment, model.alignment_format)
     if not isinstance(support, Support):
-        support = support_from_trees(
-            [Path(path) for path in support], alignment.taxa, credible, burnin, progress
-        )
+        files = support_files(support, support_dir, model.alignment, Path(out) / "ufboot",
+                              model.alignment_format, progress)  # fmt: skip
+        support = support_from_trees(files, alignment.taxa, credible, burnin, progress)
     run = create_run(Path(out), model, training, support, likelihood_device, alignment,
                      substitution)  # fmt: skip
     run.trainer.run(progress, threads)
