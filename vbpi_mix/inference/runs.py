@@ -63,7 +63,9 @@ def attach_run_log(folder: Path) -> None:
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything but training that defines a fit; the substitution model's fields are
-    build_model's arguments (vbpi_mix.phylo.models), their defaults JC69 without Gamma."""
+    build_model's arguments (vbpi_mix.phylo.models), their defaults JC69 without Gamma.
+    `max_branch_std` None is no cap: the command line and the bench pass
+    vbpi_mix.variational.branch_lengths.default_max_std(components), 2 for a mixture."""
 
     alignment: str
     alignment_format: str | None = None  # None: detected from the content
