@@ -100,9 +100,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     # evaluations draw from their own stream: same values, and training is unperturbed
     assert [line["iteration"] for line in evaluations["b"]] == [3, 6, 9, 12]
     assert [line["mll"] for line in evaluations["b"]] == [line["mll"] for line in evaluations["a"]]
-    # each session's first iteration (compiling the kernels) counts as start-up, not training
+    # the first iteration of each start or resume (compiling the kernels) is start-up time
     seconds = [line["seconds"] for line in training_lines["b"]]
-    assert seconds[0] == 0.0 and seconds[8] == seconds[7]  # iterations 1 and 9 start sessions
+    assert seconds[0] == 0.0 and seconds[8] == seconds[7]  # iterations 1 and 9: a start, a resume
     steps = [later - earlier for earlier, later in zip(seconds, seconds[1:], strict=False)]
     assert all(step > 0 for number, step in enumerate(steps) if number != 7)
     assert resumed.trainer.startup_seconds > 0

@@ -158,8 +158,8 @@ class Trainer:
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
-        self.training_seconds = 0.0  # wall clock spent in `step`, over all sessions
-        self.startup_seconds = 0.0  # each session's first step: compiling or loading kernels
+        self.training_seconds = 0.0  # wall clock spent in `step`, over every start and resume
+        self.startup_seconds = 0.0  # first step of each start or resume: compiling kernels
 
     def checkpoint_state(self) -> dict:
         return {
@@ -267,8 +267,8 @@ class Trainer:
         iterations; returns the metric records (training lines and evaluation lines). A
         Ctrl-C or SIGTERM stops it after the iteration under way (vbpi_mix.interrupts).
         With `threads`, the thread count follows the tuner (speed only, same results).
-        A session's first iteration, which compiles the kernels (or loads them from numba's
-        cache), counts as start-up, not as training seconds."""
+        The first iteration of each start or resume, which compiles the kernels (or loads
+        them from numba's cache), counts as start-up, not as training seconds."""
         config, records = self.config, []
         metrics = None
         if self.run_dir is not None:
@@ -281,7 +281,7 @@ class Trainer:
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
 
-        first, session_seconds, starting = self.iteration, 0.0, True
+        first, run_seconds, starting = self.iteration, 0.0, True
         LOG.info("training from iteration %d to %d", first, config.iterations)
         bar = tqdm(total=config.iterations, initial=self.iteration, desc="training",
                    unit="it", disable=not progress or None)  # fmt: skip
@@ -298,14 +298,14 @@ class Trainer:
                     starting = False
                 else:
                     self.training_seconds += elapsed
-                    session_seconds += elapsed
+                    run_seconds += elapsed
                 running = bound if running is None else 0.98 * running + 0.02 * bound
                 bar.update(1)
                 if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
                     record({
                         "iteration": self.iteration, "bound": bound, "running_bound": running,
                         "seconds": self.training_seconds,
-                        "seconds_per_iteration": session_seconds
+                        "seconds_per_iteration": run_seconds
                         / max(1, self.iteration - first - 1),
                         "topology_lr": self.scheduler.get_last_lr()[0],
                     })  # fmt: skip

@@ -4,11 +4,11 @@ and Python users. Each workflow is one job a phylogeneticist asks for, from file
     from vbpi_mix import ModelConfig, TrainingConfig, workflows
 
     support = workflows.support_files(support_dir="data/example_support")
-    summary = workflows.fit(
+    evaluation = workflows.fit(
         ModelConfig("data/example.fasta"),
         TrainingConfig(iterations=1500, topology_lr=0.01, branch_lr=0.01, warmup=500),
         support, "runs/api",
-    )
+    )                                        # evaluation.summary: MLL, ELBO, ESS, k-hat
     workflows.summarize("runs/api")          # topology table, MAP and consensus trees, curves
 
 Below them sit the layers that do the work (inference, export, bench's data and reports);

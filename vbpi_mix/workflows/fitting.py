@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,7 @@ from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.threads import ThreadTuner
 from vbpi_mix.trees.support import Support, golden_probabilities
 from vbpi_mix.trees.support import build_support as support_from_trees
-from vbpi_mix.workflows.trees import support_files
-
-PathLike = str | os.PathLike[str]
+from vbpi_mix.workflows.trees import PathLike, support_files
 
 
 @dataclass(frozen=True)

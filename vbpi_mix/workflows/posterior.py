@@ -3,7 +3,6 @@ a phylogeneticist opens after a fit (`vbpi-mix summarize`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,8 +11,7 @@ from vbpi_mix.export.posterior import TreeSample, topology_probabilities
 from vbpi_mix.export.report import PosteriorSummary, write_posterior_summary
 from vbpi_mix.export.tree_writers import sample_newick, sample_nexus, topology_tsv
 from vbpi_mix.io.text_files import write_text_atomic
-
-PathLike = str | os.PathLike[str]
+from vbpi_mix.workflows.trees import PathLike
 
 
 def sample(

@@ -22,7 +22,7 @@ from vbpi_mix.trees.conversions import topology_from_dendropy
 from vbpi_mix.workflows.ufboot import find_iqtree, run_ufboot
 
 LOGLIK_CHUNK = 256  # trees per kernel call: bounds memory on large tree files
-PathLike = str | os.PathLike[str]
+PathLike = str | os.PathLike[str]  # every workflow's file arguments
 
 
 def build_support(
