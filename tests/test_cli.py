@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import dendropy
@@ -20,12 +21,6 @@ from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix import cli
 from vbpi_mix.cli import main
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.interrupts import (
-    clear_stop_request,
-    interrupts_deferred,
-    request_stop,
-    stop_requested,
-)
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.conversions import topology_from_dendropy
@@ -224,8 +219,8 @@ def test_an_interrupt_whose_keyboardinterrupt_was_lost_still_stops_with_one_line
         def __del__(self):
             raise KeyboardInterrupt  # as the handler's exception, landed in a finalizer
 
-    def interrupted_command(args):
-        request_stop()
+    def interrupted_command(args, stop):
+        stop.set()
         FailingFinalizer()  # dropped at once: its __del__ runs here
         if lost_in == "a numba dispatcher":
             raise SystemError("CPUDispatcher(...) returned a result with an exception set")
@@ -234,9 +229,9 @@ def test_an_interrupt_whose_keyboardinterrupt_was_lost_still_stops_with_one_line
     monkeypatch.setattr(cli, "run_loglik", interrupted_command)
     assert main(["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet"]) == 130
     assert capsys.readouterr().err.splitlines() == ["vbpi-mix: interrupted"]
-    assert not stop_requested() and reports == []
+    assert reports == []
 
-    def failing_command(args):
+    def failing_command(args, stop):
         FailingFinalizer()
         raise SystemError("a bug")
 
@@ -246,24 +241,28 @@ def test_an_interrupt_whose_keyboardinterrupt_was_lost_still_stops_with_one_line
     assert len(reports) == 1 and reports[0].exc_type is KeyboardInterrupt
 
 
-def test_a_signal_inside_a_deferred_block_is_raised_at_its_safe_point():
-    """The handler raises at once outside `interrupts_deferred()`; inside it only records
-    the request, which the block raises when it ends (training checks after each
-    iteration)."""
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            cli._interrupt(signal.SIGTERM, None)
-        assert stop_requested()
-        clear_stop_request()
-        reached_the_end_of_the_block = False
-        with pytest.raises(KeyboardInterrupt):
-            with interrupts_deferred():
-                cli._interrupt(signal.SIGINT, None)
-                assert stop_requested()
-                reached_the_end_of_the_block = True
-        assert reached_the_end_of_the_block
-    finally:
-        clear_stop_request()
+def test_the_signal_handler_sets_the_stop_event_and_raises_only_without_safe_points():
+    """Commands with safe points (fit, evaluate, sample, summarize, bench) get only the stop
+    event set, which their library calls read between units of work; the others (loglik,
+    support) also get a KeyboardInterrupt at once. A stop event set by the handler ends the
+    command with exit status 130 and one line."""
+    stop = threading.Event()
+    with pytest.raises(KeyboardInterrupt):
+        cli.stop_handler(stop, at_safe_points=False)(signal.SIGTERM, None)
+    assert stop.is_set()
+    stop = threading.Event()
+    cli.stop_handler(stop, at_safe_points=True)(signal.SIGINT, None)
+    assert stop.is_set()
+    parser = cli.build_parser()
+    deferring = {
+        name for name, arguments in [
+            ("loglik", ["a", "b"]), ("support", ["a", "-o", "b"]), ("fit", ["a", "--out", "b"]),
+            ("evaluate", ["a"]), ("sample", ["a", "-n", "1", "-o", "b"]), ("summarize", ["a"]),
+            ("bench", ["DS1", "--out", "b"]),
+        ]
+        if getattr(parser.parse_args([name, *arguments]), "safe_points", False)
+    }  # fmt: skip
+    assert deferring == {"fit", "evaluate", "sample", "summarize", "bench"}
 
 
 def test_sigterm_stops_like_ctrl_c_and_keeps_the_run_resumable(tmp_path):

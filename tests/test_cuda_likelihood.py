@@ -14,13 +14,12 @@ import pytest
 import torch
 from numba import config as numba_config
 
-from tests.test_likelihood import GTR_RATES, small_problem
+from tests.test_likelihood import GTR_RATES, kernel_outputs, small_problem
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo.alignment import Alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood, Workspace
 from vbpi_mix.phylo.models import GTR, JC69, K80
 from vbpi_mix.phylo.reference_pruning import reference_log_likelihood
-from vbpi_mix.phylo.schedule import build_schedule
 from vbpi_mix.trees.random_tree import random_parents
 
 cuda_pruning = pytest.importorskip("vbpi_mix.phylo.cuda_pruning")
@@ -28,27 +27,6 @@ SIMULATED = bool(numba_config.ENABLE_CUDASIM)
 pytestmark = pytest.mark.skipif(
     not cuda_pruning.cuda_available(), reason="no CUDA GPU and no numba CUDA simulator"
 )
-
-
-def kernel_outputs(
-    workspace, model, alignment, parents, lengths, pairs=False, tensors=None, **options
-):
-    """(log L, and d log L_b / d transitions, pi, category weights) from one workspace, for
-    4 x 4 matrices or (pairs) Jukes-Cantor pairs; `tensors`: the alignment's tips and
-    pattern weights made once (the GPU workspace uploads other tensors anew)."""
-    tip_partials, pattern_weights = tensors or (
-        alignment.tip_partials(),
-        alignment.pattern_weights(),
-    )
-    lengths = torch.as_tensor(lengths)
-    transitions = (
-        model.jukes_cantor_coefficients(lengths) if pairs else model.transition_matrices(lengths)
-    )
-    return workspace.log_likelihoods(
-        build_schedule(parents, alignment.n_taxa), transitions.flatten(0, 1).numpy(),
-        model.frequencies.numpy(), model.category_weights.numpy(), tip_partials,
-        pattern_weights, True, **options,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 
 from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from tests.oracles import branch_log_prob
-from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.errors import Stopped, VbpiMixError
 from vbpi_mix.export.posterior import SAMPLE_CHUNK, draw_trees
 from vbpi_mix.inference.estimators import k_sample_bound
 from vbpi_mix.inference.evaluation import importance_log_weights, marginal_likelihood
@@ -24,7 +26,6 @@ from vbpi_mix.inference.objective import draw_log_weights
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
 from vbpi_mix.inference.trainer import CHECKPOINT, METRICS, TrainingConfig
-from vbpi_mix.interrupts import clear_stop_request, request_stop
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.conversions import topology_from_dendropy
@@ -147,61 +148,59 @@ def test_a_damaged_metrics_line_before_the_last_is_a_one_line_error(tmp_path):
         read_metrics(tmp_path)
 
 
-def test_a_recorded_stop_ends_training_after_the_current_iteration(tmp_path, monkeypatch):
-    """A Ctrl-C or SIGTERM whose KeyboardInterrupt was lost (vbpi_mix.interrupts) still stops
-    the trainer, after the iteration under way: the metrics end there, the last periodic
-    checkpoint stays."""
+def test_a_stop_event_ends_training_after_the_current_iteration(tmp_path, monkeypatch):
+    """The caller's stop event, set during an iteration (as the command line does on Ctrl-C
+    or SIGTERM), stops the trainer after that iteration: the metrics end there, the last
+    periodic checkpoint stays."""
     run = small_run(tmp_path, 12)
-    original_step = run.trainer.step
+    original_step, stop = run.trainer.step, threading.Event()
 
     def step_during_which_a_signal_came():
         if run.trainer.iteration == 6:
-            request_stop()
+            stop.set()
         return original_step()
 
     monkeypatch.setattr(run.trainer, "step", step_during_which_a_signal_came)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run.trainer.run(progress=False)
-    finally:
-        clear_stop_request()
+    with pytest.raises(Stopped):
+        run.trainer.run(progress=False, stop=stop)
     assert run.trainer.iteration == 7
     assert [line["iteration"] for line in read_metrics(tmp_path) if "bound" in line][-1] == 7
     assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["iteration"] == 4
 
 
 @pytest.mark.parametrize("work", ["importance weights", "tree draws", "tree scores"])
-def test_a_recorded_stop_ends_drawing_and_scoring_after_the_chunk_under_way(
+def test_a_stop_event_ends_drawing_and_scoring_after_the_chunk_under_way(
     tmp_path, monkeypatch, work
 ):
-    """Outside training, a stop recorded (vbpi_mix.interrupts) while particles or trees are
-    drawn or scored in chunks ends the work after the chunk under way, not at its end."""
+    """Outside training, the stop event set while particles or trees are drawn or scored in
+    chunks ends the work after the chunk under way, not at its end."""
     trainer = small_run(tmp_path, 1).trainer
     mixture, taxa = trainer.mixture, load_alignment(EXAMPLE_FASTA).taxa
     parents = mixture.sample(np.zeros(6, dtype=np.int64)).parents
+    stop = threading.Event()
     owner, method, work_in_three_chunks = {
         "importance weights": (
             mixture, "sample_and_score",
-            lambda: importance_log_weights(mixture, trainer.target, 600, chunk=250),
+            lambda: importance_log_weights(mixture, trainer.target, 600, chunk=250, stop=stop),
         ),
-        "tree draws": (mixture, "sample", lambda: draw_trees(mixture, taxa, 3 * SAMPLE_CHUNK)),
+        "tree draws": (
+            mixture, "sample", lambda: draw_trees(mixture, taxa, 3 * SAMPLE_CHUNK, stop=stop)
+        ),
         "tree scores": (
-            mixture.sbn, "log_prob", lambda: mixture.sbn.mixture_log_prob(parents, chunk=2)
+            mixture.sbn, "log_prob",
+            lambda: mixture.sbn.mixture_log_prob(parents, chunk=2, stop=stop),
         ),
     }[work]  # fmt: skip
     original, chunks = getattr(owner, method), []
 
     def chunk_during_which_a_signal_came(*args, **kwargs):
         chunks.append(args)
-        request_stop()
+        stop.set()
         return original(*args, **kwargs)
 
     monkeypatch.setattr(owner, method, chunk_during_which_a_signal_came)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            work_in_three_chunks()
-    finally:
-        clear_stop_request()
+    with pytest.raises(Stopped):
+        work_in_three_chunks()
     assert len(chunks) == 1
 
 
@@ -523,3 +522,20 @@ def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):
     (tmp_path / CHECKPOINT).write_bytes(b"truncated")
     with pytest.raises(VbpiMixError, match="not a checkpoint of this vbpi-mix version"):
         small_run(tmp_path, 4)
+
+
+def test_a_fit_workflow_writes_its_run_log_and_leaves_the_package_logger_as_it_was(tmp_path):
+    """RUN_DIR/run.log receives the fit's records (the settings, the training and the
+    summary) while the workflow runs; afterwards the package logger has its former level
+    and handlers, so that a program's own logging set-up is not changed by a fit."""
+    from vbpi_mix.workflows import fit
+
+    package = logging.getLogger("vbpi_mix")
+    handlers, level = list(package.handlers), package.level
+    training = TrainingConfig(iterations=4, particles=2, warmup=1)
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA))
+    support = REPO_ROOT / "data" / "example_support"
+    fit(model, training, None, tmp_path, support_dir=support, eval_particles=20, eval_repeats=2)
+    assert package.handlers == handlers and package.level == level
+    lines = (tmp_path / "run.log").read_text().splitlines()
+    assert " INFO fit " in lines[0] and any(" INFO summary: " in line for line in lines)

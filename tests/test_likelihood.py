@@ -50,6 +50,57 @@ def small_problem(n_taxa: int, n_sites: int, seed: int, model: SubstitutionModel
     return Alignment.from_sequences(list(zip(taxa, noisy, strict=True))), parents, lengths
 
 
+def kernel_outputs(
+    workspace, model, alignment, parents, lengths, pairs=False, tensors=None, **options
+):
+    """(log L, and d log L_b / d transitions, pi, category weights) from one workspace, for
+    4 x 4 matrices or (pairs) Jukes-Cantor pairs; `tensors`: the alignment's tips and
+    pattern weights made once (the GPU workspace uploads other tensors anew)."""
+    tip_partials, pattern_weights = tensors or (
+        alignment.tip_partials(),
+        alignment.pattern_weights(),
+    )
+    lengths = torch.as_tensor(lengths)
+    transitions = (
+        model.jukes_cantor_coefficients(lengths) if pairs else model.transition_matrices(lengths)
+    )
+    return workspace.log_likelihoods(
+        build_schedule(parents, alignment.n_taxa), transitions.flatten(0, 1).numpy(),
+        model.frequencies.numpy(), model.category_weights.numpy(), tip_partials,
+        pattern_weights, True, **options,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("pairs", [False, True], ids=["GTR+G2-matrices", "JC+G2-pairs"])
+def test_where_vectors_are_rescaled_changes_no_result(pairs):
+    """The rescaling range only decides where scale factors are taken out, which the
+    likelihood adds back and the gradients' ratios cancel: rescaling almost every vector,
+    inside and outside ((0.5, 1.5)), or none ((0, inf); a 6-taxon tree does not underflow)
+    gives the default range's log L and gradients in every transition matrix (or pair), pi
+    and the category weights; and log L equals the reference pruning's."""
+    model = (
+        JC69(gamma_categories=2, alpha=0.6)
+        if pairs
+        else GTR(torch.tensor(GTR_RATES, dtype=torch.float64), None, 2, 0.6)
+    )
+    alignment, parents, _ = small_problem(6, 110, seed=21, model=model)
+    rng = np.random.default_rng(22)
+    parents = np.stack([parents, random_parents(6, rng), random_parents(6, rng)])
+    lengths = rng.uniform(0.01, 0.8, parents.shape)
+    default = kernel_outputs(Workspace(), model, alignment, parents, lengths, pairs)
+    for rescale_range in [(0.5, 1.5), (0.0, np.inf)]:
+        outputs = kernel_outputs(
+            Workspace(), model, alignment, parents, lengths, pairs, rescale_range=rescale_range
+        )
+        for values, expected in zip(outputs, default, strict=True):
+            np.testing.assert_allclose(values, expected, rtol=1e-11, atol=1e-11)
+    reference = [
+        reference_log_likelihood(alignment, model, tree, torch.as_tensor(tree_lengths)).item()
+        for tree, tree_lengths in zip(parents, lengths, strict=True)
+    ]
+    np.testing.assert_allclose(default[0], reference, rtol=1e-10)
+
+
 # --- Independent software: IQ-TREE 2.0.7 --------------------------------------------------
 # Values made with `iqtree2 -s DSn.fasta -te TREE -blfix -m MODEL` (fixed topology and branch
 # lengths; MODEL as in the iqtree_model column), see ../shared/reference/README.md.

@@ -11,7 +11,7 @@ ModelName = Literal["JC", "K80", "HKY", "GTR"]  # vbpi_mix.phylo.models
 LikelihoodDevice = Literal["cpu", "cuda"]  # vbpi_mix.phylo.likelihood
 EstimatorName = Literal["a2a", "s2a", "s2s"]  # vbpi_mix.inference.estimators.ESTIMATORS
 GradientName = Literal["vimco", "rws"]  # vbpi_mix.inference.estimators.GRADIENTS
-ProtocolName = Literal["paper", "quick"]  # vbpi_mix.bench.protocols.PROTOCOLS
+ProtocolName = Literal["paper", "short", "quick"]  # vbpi_mix.bench.protocols.PROTOCOLS
 
 ALIGNMENT_FORMATS: tuple[str, ...] = get_args(AlignmentFormat)
 MODEL_NAMES: tuple[str, ...] = get_args(ModelName)

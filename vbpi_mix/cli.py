@@ -24,13 +24,7 @@ from vbpi_mix.choices import (
     PROTOCOL_NAMES,
 )
 from vbpi_mix.command_options import add_likelihood_device
-from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.interrupts import (
-    clear_stop_request,
-    interrupts_are_deferred,
-    request_stop,
-    stop_requested,
-)
+from vbpi_mix.errors import Stopped, VbpiMixError
 from vbpi_mix.io.output_paths import check_output_file, check_output_folder
 
 if TYPE_CHECKING:
@@ -186,7 +180,7 @@ def model_settings(args: argparse.Namespace) -> dict:
     }
 
 
-def run_loglik(args: argparse.Namespace) -> int:
+def run_loglik(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
     from vbpi_mix.phylo.models import build_model
 
@@ -213,7 +207,7 @@ apt-get install iqtree.
 """
 
 
-def run_support(args: argparse.Namespace) -> int:
+def run_support(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
 
     check_output_folder(args.out, "-o")
@@ -247,7 +241,7 @@ def _training_threads(args: argparse.Namespace) -> ThreadTuner | None:
     return None if args.threads else ThreadTuner(usable_cores())
 
 
-def run_fit(args: argparse.Namespace) -> int:
+def run_fit(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
     from vbpi_mix.inference.runs import ModelConfig
     from vbpi_mix.inference.trainer import TrainingConfig
@@ -288,19 +282,19 @@ def run_fit(args: argparse.Namespace) -> int:
         credible=args.credible, burnin=args.burnin,
         likelihood_device=args.likelihood_device, threads=_training_threads(args),
         eval_particles=args.eval_particles, eval_repeats=args.eval_repeats,
-        progress=not args.quiet,
+        progress=not args.quiet, stop=stop,
     )  # fmt: skip
     _print_summary(evaluation.summary, len(evaluation.run.support))
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def run_evaluate(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
 
     check_output_folder(Path(args.run_dir), "run folder (it receives summary.json)")
     evaluation = workflows.evaluate(
         args.run_dir, args.particles, args.repeats, args.seed, args.golden, not args.quiet,
-        args.likelihood_device,
+        args.likelihood_device, stop,
     )  # fmt: skip
     _print_summary(evaluation.summary, None)
     if evaluation.figures:
@@ -322,24 +316,24 @@ examples:
 """
 
 
-def run_sample(args: argparse.Namespace) -> int:
+def run_sample(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
 
     check_output_file(args.out, "-o")
     if args.topologies:
         check_output_file(args.topologies, "--topologies")
     workflows.sample(args.run_dir, args.n, args.out, args.seed, args.format, args.topologies,
-                     progress=not args.quiet)  # fmt: skip
+                     progress=not args.quiet, stop=stop)  # fmt: skip
     print(f"wrote {args.n} trees to {args.out}")
     return 0
 
 
-def run_summarize(args: argparse.Namespace) -> int:
+def run_summarize(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "posterior"
     check_output_folder(out, "-o")
-    summary = workflows.summarize(args.run_dir, out, args.n, args.seed, not args.quiet)
+    summary = workflows.summarize(args.run_dir, out, args.n, args.seed, not args.quiet, stop)
     credible = summary.credible_set_size
     print(f"trees drawn from q:     {summary.n_trees}")
     print(f"distinct topologies:    {len(summary.table)}")
@@ -372,7 +366,7 @@ run the same command with --resume.
 """
 
 
-def run_bench_command(args: argparse.Namespace) -> int:
+def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix.bench.protocols import PROTOCOLS
     from vbpi_mix.bench.report import write_report
     from vbpi_mix.workflows.bench import check_bench, collect_finished, grid, run_bench
@@ -406,6 +400,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
                 not args.quiet,
                 args.likelihood_device,
                 tune_threads=not args.threads,
+                stop=stop,
             )
     finally:
         results, unfinished = collect_finished(settings, protocol, out)
@@ -642,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed(fit)
     _add_computing_options(fit)
     add_likelihood_device(fit)
-    fit.set_defaults(run=run_fit)
+    fit.set_defaults(run=run_fit, safe_points=True)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -668,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TRPROBS",
         help="MrBayes .trprobs files of golden runs: adds KL(golden || q) over topologies",
     )
-    evaluate.set_defaults(run=run_evaluate)
+    evaluate.set_defaults(run=run_evaluate, safe_points=True)
 
     sample = commands.add_parser(
         "sample",
@@ -691,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_seed(sample)
     _add_computing_options(sample)
-    sample.set_defaults(run=run_sample)
+    sample.set_defaults(run=run_sample, safe_points=True)
 
     summarize_parser = commands.add_parser(
         "summarize",
@@ -713,13 +708,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_seed(summarize_parser)
     _add_computing_options(summarize_parser)
-    summarize_parser.set_defaults(run=run_summarize)
+    summarize_parser.set_defaults(run=run_summarize, safe_points=True)
 
     bench = commands.add_parser(
         "bench",
         help="reproduce the DS1-DS8 experiments over a grid of estimators, A and S",
         description="Fit and evaluate every combination of data set, estimator, components A, "
-        "subset S and seed under a protocol (paper: 400,000 iterations as published; quick: "
+        "subset S and seed under a protocol (paper: 400,000 iterations as published; short: "
+        "100,000 iterations at a higher learning rate, for comparing mixtures; quick: "
         "10,000 iterations, about 2 hours for DS1-DS8 at A=2, S=1 on 2 cores), then write a "
         "table with the published numbers beside ours, and plots.",
         epilog=BENCH_EXAMPLES,
@@ -749,31 +745,40 @@ def build_parser() -> argparse.ArgumentParser:
                        "(e.g. after benches ran side by side into one folder)")  # fmt: skip
     _add_computing_options(bench)
     add_likelihood_device(bench)
-    bench.set_defaults(run=run_bench_command)
+    bench.set_defaults(run=run_bench_command, safe_points=True)
     return parser
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _interrupt(signal_number: int, frame: object) -> None:
-    """Ctrl-C and SIGTERM (kill, a batch scheduler's time limit) stop the command: checkpoints
-    and reports are written through the usual clean-up, never half. The request is recorded
-    (vbpi_mix.interrupts); where interrupts are deferred (training, drawing and scoring
-    particles and trees) the code stops at its next safe point, elsewhere a KeyboardInterrupt
-    is raised at once."""
-    request_stop()
-    if not interrupts_are_deferred():
-        raise KeyboardInterrupt
+def stop_handler(
+    stop: threading.Event, at_safe_points: bool
+) -> Callable[[int, object], None]:  # fmt: skip
+    """The handler of Ctrl-C and SIGTERM (kill, a batch scheduler's time limit) for one
+    command: it sets the command's stop event. A command with safe points (training, drawing
+    and scoring particles and trees: fit, evaluate, sample, summarize, bench) hands the event
+    to the library, which stops after the iteration or chunk under way (vbpi_mix.errors.
+    Stopped); any other command gets a KeyboardInterrupt at once. Checkpoints and outputs are
+    written whole or not at all either way."""
+
+    def handle(signal_number: int, frame: object) -> None:
+        stop.set()
+        if not at_safe_points:
+            raise KeyboardInterrupt
+
+    return handle
 
 
 def _report_unless_stopping(
-    report_with: Callable[[sys.UnraisableHookArgs], object], report: sys.UnraisableHookArgs
+    stop: threading.Event,
+    report_with: Callable[[sys.UnraisableHookArgs], object],
+    report: sys.UnraisableHookArgs,
 ) -> None:
     """Python's report of an exception it had to ignore (in a `__del__`, a ctypes callback),
     passed on to `report_with` unless a stop was requested: the interrupt itself may be that
     exception (numba's finalizers), and the command says that it was interrupted."""
-    if not stop_requested():
+    if not stop.is_set():
         report_with(report)
 
 
@@ -792,10 +797,11 @@ def _os_error_line(error: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
-    clear_stop_request()
-    previous = [signal.signal(s, _interrupt) for s in STOP_SIGNALS] if on_main_thread else []
+    stop = threading.Event()
+    handler = stop_handler(stop, getattr(args, "safe_points", False))
+    previous = [signal.signal(s, handler) for s in STOP_SIGNALS] if on_main_thread else []
     previous_unraisable_hook = sys.unraisablehook
-    sys.unraisablehook = functools.partial(_report_unless_stopping, previous_unraisable_hook)
+    sys.unraisablehook = functools.partial(_report_unless_stopping, stop, previous_unraisable_hook)
     try:
         from vbpi_mix.threads import set_fixed_threads, set_threads, usable_cores  # numba
 
@@ -803,8 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_fixed_threads(args.threads)
         else:
             set_threads(usable_cores())
-        status = args.run(args)
-        if not stop_requested():
+        status = args.run(args, stop)
+        if not stop.is_set():
             return status
     except VbpiMixError as error:
         print(f"vbpi-mix: error: {error}", file=sys.stderr)
@@ -812,16 +818,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a file system that fails mid-command: a full disk, a lost mount
         print(f"vbpi-mix: error: {_os_error_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         pass
     except SystemError:  # a numba dispatcher's report of the KeyboardInterrupt it was given
-        if not stop_requested():
+        if not stop.is_set():
             raise
     finally:
-        for number, handler in zip(STOP_SIGNALS, previous, strict=False):
-            signal.signal(number, handler)
+        for number, former in zip(STOP_SIGNALS, previous, strict=False):
+            signal.signal(number, former)
         sys.unraisablehook = previous_unraisable_hook
-        clear_stop_request()  # the process may go on (tests, notebooks): forget the request
     print("vbpi-mix: interrupted", file=sys.stderr)
     return 130
 

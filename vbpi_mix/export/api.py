@@ -10,6 +10,7 @@ consensus = posterior.consensus_tree()   # majority rule, support as node labels
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,10 +49,13 @@ class Posterior:
     def taxa(self) -> tuple[str, ...]:
         return self.run.alignment.taxa
 
-    def sample(self, n: int, seed: int = 0, progress: bool = False) -> TreeSample:
-        """n trees with branch lengths drawn from q (repeatable by seed)."""
+    def sample(
+        self, n: int, seed: int = 0, progress: bool = False, stop: threading.Event | None = None
+    ) -> TreeSample:
+        """n trees with branch lengths drawn from q (repeatable by seed); setting `stop`
+        ends the draw after the chunk under way (vbpi_mix.errors.Stopped)."""
         generator = torch.Generator().manual_seed(seed)
-        return draw_trees(self.run.mixture, self.taxa, n, generator, progress)
+        return draw_trees(self.run.mixture, self.taxa, n, generator, progress, stop)
 
     def tree_list(self, n: int, seed: int = 0) -> dendropy.TreeList:
         """n sampled trees as an unrooted DendroPy TreeList."""
@@ -70,9 +74,11 @@ class Posterior:
         """Exact q of the distinct topologies among n draws, most probable first."""
         return topology_probabilities(self.run.mixture, self.sample(n, seed))
 
-    def map_topology(self, extra: tuple[Topology, ...] = ()) -> tuple[Topology, float]:
+    def map_topology(
+        self, extra: tuple[Topology, ...] = (), stop: threading.Event | None = None
+    ) -> tuple[Topology, float]:
         """The topology of highest q among the support (and `extra`), with its probability."""
-        return map_topology(self.run.mixture, self.run.support.topologies + tuple(extra))
+        return map_topology(self.run.mixture, self.run.support.topologies + tuple(extra), stop)
 
     def map_tree(self, extra: tuple[Topology, ...] = ()) -> dendropy.Tree:
         """The MAP topology with its mean branch lengths under q, as a DendroPy tree."""

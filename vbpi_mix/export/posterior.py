@@ -4,6 +4,7 @@ branch lengths, and the majority-rule consensus (DendroPy) with split support.""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
+from vbpi_mix.errors import stop_if_asked
 from vbpi_mix.trees.conversions import to_dendropy
 from vbpi_mix.trees.topology import Topology, newick_from_parents, topology_from_parents
 from vbpi_mix.variational.branch_lengths import edge_features
@@ -51,16 +52,16 @@ class TopologyProbability:
 
 
 @torch.no_grad()
-@interrupts_deferred()
 def draw_trees(
     mixture: Mixture,
     taxa: Sequence[str],
     n: int,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
 ) -> TreeSample:
-    """n trees from q = (1/A) sum_a q_a: each tree's component uniform at random. A Ctrl-C or
-    SIGTERM stops it after the chunk under way (vbpi_mix.interrupts)."""
+    """n trees from q = (1/A) sum_a q_a: each tree's component uniform at random. Setting
+    `stop` ends it after the chunk under way (vbpi_mix.errors.Stopped)."""
     components = torch.randint(mixture.n_components, (n,), generator=generator).numpy()
     parents, lengths = [], []
     with tqdm(total=n, desc="sampling trees", unit="tree", disable=not progress or None) as bar:
@@ -69,18 +70,20 @@ def draw_trees(
             parents.append(np.asarray(particles.parents))
             lengths.append(particles.branch_lengths.numpy())
             bar.update(len(particles.parents))
-            raise_if_stop_requested()
+            stop_if_asked(stop)
     parents_array = np.concatenate(parents)
     topologies = tuple(topology_from_parents(p, taxa) for p in parents_array)
     return TreeSample(tuple(taxa), parents_array, np.concatenate(lengths), topologies)
 
 
-def topology_probabilities(mixture: Mixture, sample: TreeSample) -> list[TopologyProbability]:
+def topology_probabilities(
+    mixture: Mixture, sample: TreeSample, stop: threading.Event | None = None
+) -> list[TopologyProbability]:
     """The distinct topologies of a sample with their exact q(tau), most probable first (the
     sample only decides which topologies are listed; probabilities are not frequencies)."""
     counts = Counter(sample.topologies)
     distinct = list(counts)
-    log_q = mixture.sbn.mixture_log_prob(np.stack([t.parents for t in distinct]))
+    log_q = mixture.sbn.mixture_log_prob(np.stack([t.parents for t in distinct]), stop=stop)
     order = np.argsort(-log_q, kind="stable")
     return [
         TopologyProbability(distinct[i], float(np.exp(log_q[i])), counts[distinct[i]])
@@ -110,9 +113,11 @@ def mean_branch_lengths(mixture: Mixture, topology: Topology) -> np.ndarray:
     return (weights[:, :, None] * per_component).sum(dim=0)[0].numpy()
 
 
-def map_topology(mixture: Mixture, candidates: Sequence[Topology]) -> tuple[Topology, float]:
+def map_topology(
+    mixture: Mixture, candidates: Sequence[Topology], stop: threading.Event | None = None
+) -> tuple[Topology, float]:
     """The candidate with the highest q(tau) and that probability."""
-    log_q = mixture.sbn.mixture_log_prob(np.stack([t.parents for t in candidates]))
+    log_q = mixture.sbn.mixture_log_prob(np.stack([t.parents for t in candidates]), stop=stop)
     best = int(np.argmax(log_q))
     return candidates[best], float(np.exp(log_q[best]))
 

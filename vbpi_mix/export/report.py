@@ -8,6 +8,7 @@ node labels). Every file is written atomically.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,14 +50,15 @@ def credible_set_size(table: list[TopologyProbability], mass: float = CREDIBLE_M
 
 def write_posterior_summary(
     posterior: Posterior, out_dir: Path, n_trees: int = 10_000, seed: int = 0,
-    progress: bool = False,
+    progress: bool = False, stop: threading.Event | None = None,
 ) -> PosteriorSummary:  # fmt: skip
-    """Draw `n_trees` from q and write the summary files into `out_dir`."""
+    """Draw `n_trees` from q and write the summary files into `out_dir`; setting `stop`
+    ends it at its next safe point (vbpi_mix.errors.Stopped), before any file is written."""
     mixture = posterior.run.mixture
-    sample = posterior.sample(n_trees, seed, progress)
-    table = topology_probabilities(mixture, sample)
+    sample = posterior.sample(n_trees, seed, progress, stop)
+    table = topology_probabilities(mixture, sample, stop)
     splits = split_frequencies(sample.topologies)
-    topology, probability = posterior.map_topology(tuple(row.topology for row in table))
+    topology, probability = posterior.map_topology(tuple(row.topology for row in table), stop)
     map_newick = topology.newick(mean_branch_lengths(mixture, topology))
     consensus = consensus_tree(table)
     consensus.seed_node.label = None  # the root carries no split

@@ -4,15 +4,16 @@ sampling, the ELBO, and the effective sample size and Pareto k-hat of the import
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import trange
 
+from vbpi_mix.errors import stop_if_asked
 from vbpi_mix.inference.objective import Target
 from vbpi_mix.inference.psis import pareto_k_hat
-from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
 from vbpi_mix.variational.mixture import Mixture
 
 
@@ -31,17 +32,17 @@ class MarginalLikelihood:
 
 
 @torch.no_grad()
-@interrupts_deferred()
 def importance_log_weights(
     mixture: Mixture,
     target: Target,
     n_particles: int,
     generator: torch.Generator | None = None,
     chunk: int = 250,
+    stop: threading.Event | None = None,
 ) -> torch.Tensor:
     """log w = log p(y, tau, b) - log q(tau, b) `[M]` for particles from the mixture,
     stratified (M/A per component) when A divides M, else a uniform component per particle.
-    A Ctrl-C or SIGTERM stops it after the chunk under way (vbpi_mix.interrupts)."""
+    Setting `stop` ends it after the chunk under way (vbpi_mix.errors.Stopped)."""
     n_components = mixture.n_components
     if n_particles % n_components == 0:
         components = np.repeat(np.arange(n_components), n_particles // n_components)
@@ -56,7 +57,7 @@ def importance_log_weights(
         log_mixture = torch.logsumexp(log_q_topology + log_q_branches, -1) - math.log(n_components)
         log_joint = target.log_likelihood(particles) + target.log_prior(particles)
         values.append(log_joint - log_mixture)
-        raise_if_stop_requested()
+        stop_if_asked(stop)
     return torch.cat(values)
 
 
@@ -67,11 +68,12 @@ def marginal_likelihood(
     repeats: int = 10,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
 ) -> MarginalLikelihood:
-    """Importance-sampling estimates of log p(y), repeated."""
+    """Importance-sampling estimates of log p(y), repeated; `stop` as importance_log_weights."""
     estimates, elbos, sizes, shapes = [], [], [], []
     for _ in trange(repeats, desc="marginal likelihood", disable=not progress or None):
-        log_w = importance_log_weights(mixture, target, n_particles, generator)
+        log_w = importance_log_weights(mixture, target, n_particles, generator, stop=stop)
         estimates.append(float(torch.logsumexp(log_w, 0) - math.log(n_particles)))
         elbos.append(float(log_w.mean()))
         sizes.append(

@@ -13,6 +13,7 @@ outside the UFBoot support). Two finite quantities are reported, each named for 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,11 +34,13 @@ class GoldenKL:
     unreachable_mass: float
 
 
-def kl_from_golden(sbn: SBN, golden: dict[Topology, float]) -> GoldenKL:
+def kl_from_golden(
+    sbn: SBN, golden: dict[Topology, float], stop: threading.Event | None = None
+) -> GoldenKL:
     """KL(p_g || q) with q(tau) = (1/A) sum_a q_a(tau), both conventions."""
     topologies = list(golden)
     p = np.array([golden[t] for t in topologies])
-    log_q = sbn.mixture_log_prob(np.stack([t.parents for t in topologies]))
+    log_q = sbn.mixture_log_prob(np.stack([t.parents for t in topologies]), stop=stop)
     kl_floored = float(np.sum(p * (np.log(p + FLOOR) - np.maximum(log_q, np.log(FLOOR)))))
     reachable = np.isfinite(log_q)
     p_reachable = p[reachable] / p[reachable].sum()

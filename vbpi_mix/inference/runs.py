@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,22 +43,6 @@ from vbpi_mix.variational.sbn import SBNInit
 CONFIG, SUPPORT, SUMMARY, LOG_FILE = "config.json", "support.tsv", "summary.json", "run.log"
 RESUME_FREE = ("iterations", "eval_every", "eval_particles")  # may change when resuming
 LOG = logging.getLogger(__name__)
-
-
-class _RunLog(logging.FileHandler):
-    """The handler writing one run folder's run.log."""
-
-
-def attach_run_log(folder: Path) -> None:
-    """Send the package's log records to RUN_DIR/run.log (and only to this run's log)."""
-    package = logging.getLogger("vbpi_mix")
-    for handler in [h for h in package.handlers if isinstance(h, _RunLog)]:
-        package.removeHandler(handler)
-        handler.close()
-    handler = _RunLog(Path(folder) / LOG_FILE, delay=True)  # no file until a line is logged
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    package.addHandler(handler)
-    package.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -162,7 +147,6 @@ def create_run(
                 f"{folder} holds a fit with other settings; choose a new --out or delete it"
             )
     folder.mkdir(parents=True, exist_ok=True)
-    attach_run_log(folder)
     LOG.info(
         "fit %s with %s, likelihood on %s", model.alignment, json.dumps(settings), likelihood_device
     )
@@ -181,10 +165,12 @@ def create_run(
     return run
 
 
-def _golden_fields(run: Run, golden: dict[Topology, float] | None) -> dict:
+def _golden_fields(
+    run: Run, golden: dict[Topology, float] | None, stop: threading.Event | None
+) -> dict:
     if golden is None:
         return {}
-    kl = kl_from_golden(run.mixture.sbn, golden)
+    kl = kl_from_golden(run.mixture.sbn, golden, stop)
     return {
         "kl_golden_floored": kl.kl_floored, "kl_golden_reachable": kl.kl_reachable,
         "golden_mass_unreachable": kl.unreachable_mass,
@@ -223,7 +209,6 @@ def open_run(folder: Path, likelihood_device: LikelihoodDevice = "cpu") -> Run:
     if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
         raise VbpiMixError(f"{folder}: not a vbpi-mix run folder (no {CONFIG} or {CHECKPOINT})")
     settings = json.loads(read_text(folder / CONFIG))
-    attach_run_log(folder)
     model = ModelConfig(**settings["model"])
     training = TrainingConfig(**settings["training"]).resolved(
         model.components, settings["training"]
@@ -256,13 +241,16 @@ def summarize(
     seed: int = 0,
     golden: dict[Topology, float] | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
 ) -> dict:
     """MAP topology among the support (exact q), MLL, ELBO, the last bound and, given golden
-    topology probabilities, KL(golden || q); written to summary.json."""
-    log_q = run.mixture.sbn.mixture_log_prob(run.support.parents())
+    topology probabilities, KL(golden || q); written to summary.json. Setting `stop` ends it
+    at its next safe point (vbpi_mix.errors.Stopped), with nothing written."""
+    log_q = run.mixture.sbn.mixture_log_prob(run.support.parents(), stop=stop)
     best = int(np.argmax(log_q))
+    generator = torch.Generator().manual_seed(seed)
     mll = marginal_likelihood(
-        run.mixture, run.target, particles, repeats, torch.Generator().manual_seed(seed), progress
+        run.mixture, run.target, particles, repeats, generator, progress, stop
     )
     last = last_training_record(run.folder)
     summary = {
@@ -280,7 +268,7 @@ def summarize(
         "effective_sample_size": mll.effective_sample_size,
         "pareto_k": mll.pareto_k,
         "last_bound": last.get("running_bound"),
-        **_golden_fields(run, golden),
+        **_golden_fields(run, golden, stop),
         "seconds": run.trainer.training_seconds,
         "startup_seconds": run.trainer.startup_seconds,
         "seconds_per_iteration": last.get("seconds_per_iteration"),

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import pickle
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from vbpi_mix.choices import EstimatorName, GradientName
-from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.errors import VbpiMixError, stop_if_asked
 from vbpi_mix.inference.estimators import (
     Leader,
     estimate,
@@ -28,7 +29,6 @@ from vbpi_mix.inference.estimators import (
 from vbpi_mix.inference.evaluation import marginal_likelihood
 from vbpi_mix.inference.objective import Target, draw_log_weights
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
-from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
 from vbpi_mix.io.atomic_files import atomic_path
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.threads import ThreadTuner
@@ -261,11 +261,15 @@ class Trainer:
             "pareto_k": result.pareto_k,
         }  # fmt: skip
 
-    @interrupts_deferred()
-    def run(self, progress: bool = True, threads: ThreadTuner | None = None) -> list[dict]:
+    def run(
+        self,
+        progress: bool = True,
+        threads: ThreadTuner | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[dict]:
         """Train up to `config.iterations`, checkpointing, evaluating every `eval_every`
-        iterations; returns the metric records (training lines and evaluation lines). A
-        Ctrl-C or SIGTERM stops it after the iteration under way (vbpi_mix.interrupts).
+        iterations; returns the metric records (training lines and evaluation lines).
+        Setting `stop` ends it after the iteration under way (vbpi_mix.errors.Stopped).
         With `threads`, the thread count follows the tuner (speed only, same results).
         The first iteration of each start or resume, which compiles the kernels (or loads
         them from numba's cache), counts as start-up, not as training seconds."""
@@ -319,7 +323,7 @@ class Trainer:
                              evaluation["pareto_k"])  # fmt: skip
                 if self.iteration % config.checkpoint_every == 0:
                     self.save()
-                raise_if_stop_requested()
+                stop_if_asked(stop)
             self.save()
             LOG.info("trained to iteration %d in %.1f s (and %.1f s starting up)",
                      self.iteration, self.training_seconds, self.startup_seconds)  # fmt: skip

@@ -14,7 +14,7 @@ One GPU thread per (tree, site pattern) walks its tree's nodes children first (i
 vectors, kept in a device buffer `[B, N-3, C, 4, P]` with the patterns contiguous, so that
 the threads of a warp read and write adjacent addresses), then parents first (outside vectors
 written over the inside vectors, as the CPU kernel does). Each pattern is rescaled on its own
-whenever its largest entry leaves [RESCALE_BELOW, RESCALE_ABOVE]; in the outside pass every
+whenever its largest entry leaves the rescaling range (RESCALE_RANGE); in the outside pass every
 node works out its own site likelihood from the vectors in hand,
 
     site_u(p) = sum_c w_c sum_i D_u[c, i, p] (P_e0 L_0)[c, i, p] (P_e1 L_1)[c, i, p],
@@ -44,7 +44,7 @@ from numba import cuda, float64
 from numba.cuda.cudadrv.driver import CudaAPIError
 
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.phylo.kernel_options import RESCALE_ABOVE, RESCALE_BELOW, TINY
+from vbpi_mix.phylo.pattern_loops import RESCALE_RANGE, TINY
 from vbpi_mix.phylo.schedule import Schedule
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ class CudaWorkspace:
         tip_partials: torch.Tensor,
         pattern_weights: torch.Tensor,
         with_gradient: bool,
-        rescale_range: tuple[float, float] = (RESCALE_BELOW, RESCALE_ABOVE),
+        rescale_range: tuple[float, float] = RESCALE_RANGE,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(log L `[B]`, d log L_b / d matrices (their shape), d / d pi `[B, 4]`, d / d w
         `[B, C]`) for transition matrices `[B*E, C, 4, 4]` or Jukes-Cantor pairs `[B*E, C,

@@ -18,16 +18,11 @@ general loops do in four for a node's two child edges.
 
 from __future__ import annotations
 
-from vbpi_mix.phylo.kernel_options import (
-    compiled,
-    compiled_into_caller,
-    keep_pattern,
-    out_of_range,
-    state_rows,
-)
+from vbpi_mix.compile_presets import kernel, kernel_into_caller
+from vbpi_mix.phylo.pattern_loops import keep_pattern, out_of_range, state_rows
 
 
-@compiled
+@kernel
 def message(matrix, partial, out):
     """out[c] = P_c partial[c] with P_c = a I + b J (no range test, as the general one)."""
     for c in range(partial.shape[0]):
@@ -40,10 +35,10 @@ def message(matrix, partial, out):
             o2[p], o3[p] = a * x2[p] + shared, a * x3[p] + shared
 
 
-@compiled
-def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
+@kernel
+def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum, rescale_range):
     """out = (P1 partial1) * (P2 partial2) per category, its per-pattern maximum, and
-    whether some maximum lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
+    whether some maximum lies outside `rescale_range`."""
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(partial1.shape[0]):
@@ -59,20 +54,21 @@ def product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
             r1 = (a1 * x1[p] + s) * (a2 * y1[p] + t)
             r2 = (a1 * x2[p] + s) * (a2 * y2[p] + t)
             r3 = (a1 * x3[p] + s) * (a2 * y3[p] + t)
-            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum, rescale_range)
     return out_of_range > 0
 
 
-@compiled
+@kernel
 def edge_gradient(
-    matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down
-):
+    matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down,
+    rescale_range,
+):  # fmt: skip
     """out[c] = (d log L / d a, d log L / d b) of the edge above `lower`, with the upper
     vector U = f * first * second: w_c sum_p k_p (sum_i U_i L_i, sum_i U_i sum_j L_j).
 
     With push_down, also the outside vector below the edge, P^T U = a U + b sum_i U_i (P is
     symmetric), written over `lower` in the same pass, and whether some pattern's maximum
-    lies outside [RESCALE_BELOW, RESCALE_ABOVE] (the caller rescales it); False otherwise."""
+    lies outside `rescale_range` (the caller rescales it); False otherwise."""
     maximum[:] = 0.0
     out_of_range = 0
     f0, f1, f2, f3 = factors[0], factors[1], factors[2], factors[3]
@@ -92,20 +88,22 @@ def edge_gradient(
             if push_down:  # loop-invariant: compiled as two loops
                 shared = b * total
                 r0, r1, r2, r3 = a * x0 + shared, a * x1 + shared, a * x2 + shared, a * x3 + shared
-                out_of_range += keep_pattern(l0, l1, l2, l3, p, r0, r1, r2, r3, maximum)
+                out_of_range += keep_pattern(
+                    l0, l1, l2, l3, p, r0, r1, r2, r3, maximum, rescale_range
+                )
         out[c, 0], out[c, 1] = weights[c] * diagonal, weights[c] * everything
     return out_of_range > 0
 
 
-@compiled
-def _push_down(a, b, u0, u1, u2, u3, out0, out1, out2, out3, p):
+@kernel
+def _push_down(a, b, u0, u1, u2, u3, out0, out1, out2, out3, p, rescale_range):
     """Store pattern p of the outside vector P^T U = a U + b sum_i U_i below an edge (P is
     symmetric) in the state rows out0..out3; 1 when its largest entry lies outside
-    [RESCALE_BELOW, RESCALE_ABOVE], else 0 (inlined by LLVM; the loops still vectorise)."""
+    `rescale_range`, else 0 (inlined by LLVM; the loops still vectorise)."""
     shared = b * (u0 + u1 + u2 + u3)
     r0, r1, r2, r3 = a * u0 + shared, a * u1 + shared, a * u2 + shared, a * u3 + shared
     out0[p], out1[p], out2[p], out3[p] = r0, r1, r2, r3
-    return out_of_range(max(max(r0, r1), max(r2, r3)))
+    return out_of_range(max(max(r0, r1), max(r2, r3)), rescale_range)
 
 
 def _child_gradients_loop(write0: bool, write1: bool):
@@ -114,8 +112,10 @@ def _child_gradients_loop(write0: bool, write1: bool):
     each loop: flags passed as arguments and tested inside the loop kept LLVM from
     vectorising it, and a tip's partials are read in place rather than copied."""
 
-    @compiled_into_caller
-    def loop(matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1):
+    @kernel_into_caller
+    def loop(
+        matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1, rescale_range
+    ):  # fmt: skip
         out_of_range0 = out_of_range1 = 0
         for c in range(down.shape[0]):
             x0, x1, x2, x3 = state_rows(lower0, c)
@@ -137,9 +137,13 @@ def _child_gradients_loop(write0: bool, write1: bool):
                 diagonal1 += k * (v0 * y0[p] + v1 * y1[p] + v2 * y2[p] + v3 * y3[p])
                 everything1 += k * total_v * sum1
                 if write0:
-                    out_of_range0 += _push_down(a0, b0, u0, u1, u2, u3, x0, x1, x2, x3, p)
+                    out_of_range0 += _push_down(
+                        a0, b0, u0, u1, u2, u3, x0, x1, x2, x3, p, rescale_range
+                    )
                 if write1:
-                    out_of_range1 += _push_down(a1, b1, v0, v1, v2, v3, y0, y1, y2, y3, p)
+                    out_of_range1 += _push_down(
+                        a1, b1, v0, v1, v2, v3, y0, y1, y2, y3, p, rescale_range
+                    )
             out0[c, 0], out0[c, 1] = weights[c] * diagonal0, weights[c] * everything0
             out1[c, 0], out1[c, 1] = weights[c] * diagonal1, weights[c] * everything1
         return out_of_range0 > 0, out_of_range1 > 0
@@ -153,17 +157,18 @@ _second_internal = _child_gradients_loop(False, True)
 _both_tips = _child_gradients_loop(False, False)
 
 
-@compiled_into_caller
+@kernel_into_caller
 def child_gradients(
-    matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1, internal0, internal1
+    matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1, internal0, internal1,
+    rescale_range,
 ):  # fmt: skip
     """Both child edges of an internal node u in one pass: out_s[c] = (d log L / d a,
     d log L / d b) of the edge to child s, whose upper vector is U_s = D_u * (message of the
     other child), and, for an internal child (internal_s), the outside vector below it,
     P_s^T U_s, written over lower_s; a tip's partials are only read. Returns, per child,
-    whether some category's per-pattern maximum of that vector lies outside [RESCALE_BELOW,
-    RESCALE_ABOVE] (the caller rescales it; a conservative test when there are several
-    categories; False for a tip).
+    whether some category's per-pattern maximum of that vector lies outside `rescale_range`
+    (the caller rescales it; a conservative test when there are several categories; False
+    for a tip).
 
     The messages are formed on the fly and never stored: the separate passes (two messages,
     then an edge gradient and outside vector per child, as for the general matrices) read
@@ -173,14 +178,19 @@ def child_gradients(
     """
     if internal0 and internal1:
         return _both_internal(
-            matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1
-        )
+            matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1,
+            rescale_range,
+        )  # fmt: skip
     if internal0:
         return _first_internal(
-            matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1
-        )
+            matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1,
+            rescale_range,
+        )  # fmt: skip
     if internal1:
         return _second_internal(
-            matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1
-        )
-    return _both_tips(matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1)
+            matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1,
+            rescale_range,
+        )  # fmt: skip
+    return _both_tips(
+        matrix0, lower0, matrix1, lower1, down, coefficient, weights, out0, out1, rescale_range
+    )

@@ -50,6 +50,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo import pruning_kernels as kernels
 from vbpi_mix.phylo.alignment import Alignment
 from vbpi_mix.phylo.models import SubstitutionModel
+from vbpi_mix.phylo.pattern_loops import RESCALE_RANGE
 from vbpi_mix.phylo.schedule import Schedule, build_schedule
 
 if TYPE_CHECKING:
@@ -87,10 +88,11 @@ class Workspace:
         tip_partials: torch.Tensor,
         pattern_weights: torch.Tensor,
         with_gradient: bool,
+        rescale_range: tuple[float, float] = RESCALE_RANGE,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(log L `[B]`, d log L_b / d matrices (their shape), d / d pi `[B, 4]`, d / d w
         `[B, C]`) by the compiled CPU kernel (vbpi_mix.phylo.pruning_kernels); without a
-        gradient the three gradients are empty."""
+        gradient the three gradients are empty. `rescale_range` is for tests."""
         n_taxa, n_trees = schedule.n_taxa, schedule.n_trees
         n_categories, n_patterns = matrices.shape[1], tip_partials.shape[-1]
         tips = self.take("tips", (n_taxa, n_categories, 4, n_patterns))
@@ -105,7 +107,7 @@ class Workspace:
             tips, scratch, matrices, schedule.child_rows, schedule.child_edges,
             schedule.root_child_rows, schedule.root_child_edges, frequencies, category_weights,
             _as_array(pattern_weights), log_likelihood, with_gradient, grad_matrices,
-            grad_frequencies, grad_weights,
+            grad_frequencies, grad_weights, rescale_range,
         )  # fmt: skip
         return log_likelihood, grad_matrices, grad_frequencies, grad_weights
 

@@ -23,14 +23,9 @@ import numpy as np
 from numba import prange
 from numba.extending import overload
 
+from vbpi_mix.compile_presets import kernel, kernel_in_parallel
 from vbpi_mix.phylo import jukes_cantor_kernels as jukes_cantor
-from vbpi_mix.phylo.kernel_options import (
-    TINY,
-    compiled,
-    compiled_in_parallel,
-    keep_pattern,
-    state_rows,
-)
+from vbpi_mix.phylo.pattern_loops import TINY, keep_pattern, state_rows
 
 
 def _by_matrix_kind(general, jukes_cantor_loop, argument: int):
@@ -49,7 +44,7 @@ def _by_matrix_kind(general, jukes_cantor_loop, argument: int):
     return by_kind
 
 
-@compiled
+@kernel
 def _entries(matrix):
     """The 16 entries of a 4 x 4 matrix, row by row, as scalars for the pattern loops."""
     return (
@@ -60,7 +55,7 @@ def _entries(matrix):
     )  # fmt: skip
 
 
-@compiled
+@kernel
 def _times(m, v0, v1, v2, v3):
     """The matrix (16 entries from _entries) times the vector (v0, v1, v2, v3)."""
     return (
@@ -76,7 +71,7 @@ def _times(m, v0, v1, v2, v3):
 # one-dimensional row views (`state_rows`).
 
 
-@compiled
+@kernel
 def _general_message(matrix, partial, out):
     """out[c, i, p] = sum_j matrix[c, i, j] partial[c, j, p]. A message is never rescaled on
     its own (its product is, or it enters a site likelihood), so no range test."""
@@ -88,12 +83,14 @@ def _general_message(matrix, partial, out):
             o0[p], o1[p], o2[p], o3[p] = _times(a, x0[p], x1[p], x2[p], x3[p])
 
 
-@compiled
-def _general_product_of_messages(matrix1, partial1, matrix2, partial2, out, maximum):
+@kernel
+def _general_product_of_messages(
+    matrix1, partial1, matrix2, partial2, out, maximum, rescale_range
+):  # fmt: skip
     """out = (matrix1 partial1) * (matrix2 partial2), per category, fused, and its per-pattern
-    maximum over (c, i); returns whether some maximum lies outside [RESCALE_BELOW,
-    RESCALE_ABOVE]. (Separate passes for the maxima and for the range test would each cost
-    nearly as much as the product.)"""
+    maximum over (c, i); returns whether some maximum lies outside `rescale_range`.
+    (Separate passes for the maxima and for the range test would each cost nearly as much as
+    the product.)"""
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(partial1.shape[0]):
@@ -106,17 +103,17 @@ def _general_product_of_messages(matrix1, partial1, matrix2, partial2, out, maxi
             s0, s1, s2, s3 = _times(a, x0[p], x1[p], x2[p], x3[p])
             t0, t1, t2, t3 = _times(b, y0[p], y1[p], y2[p], y3[p])
             r0, r1, r2, r3 = s0 * t0, s1 * t1, s2 * t2, s3 * t3
-            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum, rescale_range)
     return out_of_range > 0
 
 
-@compiled
+@kernel
 def _rescale(values, maximum, pattern_weights):
     """Divide each pattern of `[C, 4, P]` by its maximum over (c, i) (at least TINY; the
     maxima are worked out here, in `maximum`); return sum_p n_p log(maximum[p]), the log
     scale factor to add back.
 
-    Called only for vectors with some pattern out of [RESCALE_BELOW, RESCALE_ABOVE]. Where a
+    Called only for vectors with some pattern out of the rescaling range. Where a
     vector is rescaled does not change the result: the likelihood adds the log factors back,
     and the gradients are ratios of vectors carrying the same factors. Rescaling every node
     costs a log per pattern and a second pass over the node's vector."""
@@ -136,7 +133,7 @@ def _rescale(values, maximum, pattern_weights):
     return total
 
 
-@compiled
+@kernel
 def _weighted_log_sum(values, pattern_weights):
     """sum_p n_p log(values[p])."""
     total = 0.0
@@ -150,7 +147,7 @@ def _weighted_log_sum(values, pattern_weights):
 # form it on the fly, saving a pass that writes U and two that read it.
 
 
-@compiled
+@kernel
 def _site(first, second, third, factors, weights, out):
     """out[p] = site[p] = sum_c w_c sum_i f_i (first second third)[c, i, p]."""
     out[:] = 0.0
@@ -169,14 +166,14 @@ def _site(first, second, third, factors, weights, out):
             )
 
 
-@compiled
+@kernel
 def _coefficient(site, pattern_weights, out):
     """out[p] = n_p / site[p] (`out` may be `site`)."""
     for p in range(out.size):
         out[p] = pattern_weights[p] / site[p]
 
 
-@compiled
+@kernel
 def _matrix_gradient(first, second, factors, lower, coefficient, weights, out):
     """out[c, i, j] = w_c sum_p coefficient[p] U[c, i, p] lower[c, j, p], with the upper
     vector U = f * first * second."""
@@ -208,10 +205,10 @@ def _matrix_gradient(first, second, factors, lower, coefficient, weights, out):
             out[c, i] *= factors[i]
 
 
-@compiled
-def _outside_vector(matrix, first, second, factors, out, maximum):
+@kernel
+def _outside_vector(matrix, first, second, factors, out, maximum, rescale_range):
     """out = P^T U with U = f * first * second: the outside vector D[c, j, p] below an
-    edge; returns whether some pattern's maximum lies outside [RESCALE_BELOW, RESCALE_ABOVE]."""
+    edge; returns whether some pattern's maximum lies outside `rescale_range`."""
     maximum[:] = 0.0
     out_of_range = 0
     for c in range(first.shape[0]):
@@ -229,22 +226,25 @@ def _outside_vector(matrix, first, second, factors, out, maximum):
         out_of_range = 0  # only the last category's pass sees the final maxima
         for p in range(maximum.size):
             r0, r1, r2, r3 = _times(a, x0[p] * y0[p], x1[p] * y1[p], x2[p] * y2[p], x3[p] * y3[p])
-            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum)
+            out_of_range += keep_pattern(o0, o1, o2, o3, p, r0, r1, r2, r3, maximum, rescale_range)
     return out_of_range > 0
 
 
-@compiled
+@kernel
 def _general_edge_gradient(
-    matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down
-):
+    matrix, first, second, factors, lower, coefficient, weights, out, maximum, push_down,
+    rescale_range,
+):  # fmt: skip
     """The gradient with respect to P of the edge above `lower` into `out` and, with
     push_down, the outside vector below it written over `lower`; returns whether that
-    vector has a pattern out of [RESCALE_BELOW, RESCALE_ABOVE] (False without push_down).
+    vector has a pattern out of `rescale_range` (False without push_down).
 
     Two passes: one loop doing both (as the Jukes-Cantor kernels do) would keep 16 gradient
     accumulators and 16 matrix entries live, more than the vector registers hold."""
     _matrix_gradient(first, second, factors, lower, coefficient, weights, out)
-    return push_down and _outside_vector(matrix, first, second, factors, lower, maximum)
+    return push_down and _outside_vector(
+        matrix, first, second, factors, lower, maximum, rescale_range
+    )
 
 
 _message = _by_matrix_kind(_general_message, jukes_cantor.message, 0)
@@ -254,7 +254,7 @@ _product_of_messages = _by_matrix_kind(
 _edge_gradient = _by_matrix_kind(_general_edge_gradient, jukes_cantor.edge_gradient, 0)
 
 
-@compiled
+@kernel
 def _vector(tips, scratch, row, first_row):
     """The vector of schedule row `row`: a tip's partials, or the scratch row of an internal
     node of the tree whose internal rows start at `first_row`."""
@@ -263,10 +263,10 @@ def _vector(tips, scratch, row, first_row):
     return scratch[row - first_row]
 
 
-@compiled
+@kernel
 def _tree_log_likelihood(
     tips, scratch, transitions, child_rows, child_edges, root_rows, root_edges, frequencies,
-    weights, pattern_weights, first_row, messages, site,
+    weights, pattern_weights, first_row, messages, site, rescale_range,
 ):  # fmt: skip
     """log L of one tree, and whether any of its vectors was rescaled: its internal vectors
     into `scratch` (children first, each rescaled when out of range), then sum_p n_p (log
@@ -279,7 +279,7 @@ def _tree_log_likelihood(
         if _product_of_messages(
             transitions[child_edges[k, 0]], _vector(tips, scratch, child_rows[k, 0], first_row),
             transitions[child_edges[k, 1]], _vector(tips, scratch, child_rows[k, 1], first_row),
-            scratch[j], site,
+            scratch[j], site, rescale_range,
         ):  # fmt: skip
             log_scale += _rescale(scratch[j], site, pattern_weights)
             rescaled = True
@@ -297,11 +297,11 @@ def _tree_log_likelihood(
 # inside vector was rescaled, the subtree below a rescaled D otherwise.
 
 
-@compiled
+@kernel
 def _root_gradient(
     tips, scratch, grad_transitions, grad_frequencies, grad_weights, transitions, root_rows,
     root_edges, frequencies, weights, pattern_weights, first_row, messages, coefficient,
-    maximum, own_site,
+    maximum, own_site, rescale_range,
 ):  # fmt: skip
     """Root stage of one tree (`messages` hold its three root messages from the likelihood,
     `coefficient` n_p / site(p)): gradients of the three root edges (U of root child k: pi
@@ -323,16 +323,16 @@ def _root_gradient(
         internal = root_rows[k] >= tips.shape[0]
         if _edge_gradient(
             transitions[root_edges[k]], first, second, frequencies, below, coefficient, weights,
-            grad_transitions[root_edges[k]], maximum, internal,
+            grad_transitions[root_edges[k]], maximum, internal, rescale_range,
         ):  # fmt: skip
             _rescale(below, maximum, pattern_weights)
             own_site[root_rows[k] - first_row] = True
 
 
-@compiled
+@kernel
 def _general_child_gradients(
     matrix0, matrix1, tips, scratch, first_row, row0, row1, down, coefficient, weights,
-    out0, out1, messages, ones, maximum,
+    out0, out1, messages, ones, maximum, rescale_range,
 ):  # fmt: skip
     """The gradients of both child edges of an internal node (rows row0, row1; D_u in
     `down`): U(child s) = D_u * message of the other child. The two messages first, then per
@@ -343,19 +343,19 @@ def _general_child_gradients(
     _message(matrix1, _vector(tips, scratch, row1, first_row), messages[1])
     rescale0 = _edge_gradient(
         matrix0, down, messages[1], ones, _vector(tips, scratch, row0, first_row), coefficient,
-        weights, out0, maximum, row0 >= n_taxa,
+        weights, out0, maximum, row0 >= n_taxa, rescale_range,
     )  # fmt: skip
     rescale1 = _edge_gradient(
         matrix1, down, messages[0], ones, _vector(tips, scratch, row1, first_row), coefficient,
-        weights, out1, maximum, row1 >= n_taxa,
+        weights, out1, maximum, row1 >= n_taxa, rescale_range,
     )  # fmt: skip
     return rescale0, rescale1
 
 
-@compiled
+@kernel
 def _jukes_cantor_child_gradients(
     matrix0, matrix1, tips, scratch, first_row, row0, row1, down, coefficient, weights,
-    out0, out1, messages, ones, maximum,
+    out0, out1, messages, ones, maximum, rescale_range,
 ):  # fmt: skip
     """_general_child_gradients' results in one pass (jukes_cantor.child_gradients), which
     writes the outside vectors of internal children over the vectors it reads."""
@@ -363,18 +363,18 @@ def _jukes_cantor_child_gradients(
     return jukes_cantor.child_gradients(
         matrix0, _vector(tips, scratch, row0, first_row),
         matrix1, _vector(tips, scratch, row1, first_row),
-        down, coefficient, weights, out0, out1, row0 >= n_taxa, row1 >= n_taxa,
+        down, coefficient, weights, out0, out1, row0 >= n_taxa, row1 >= n_taxa, rescale_range,
     )  # fmt: skip
 
 
 _child_gradients = _by_matrix_kind(_general_child_gradients, _jukes_cantor_child_gradients, 0)
 
 
-@compiled
+@kernel
 def _node_gradient(
     tips, scratch, grad_transitions, transitions, j, child_rows, child_edges, weights,
     pattern_weights, first_row, messages, ones, root_coefficient, own_coefficient, maximum,
-    own_site,
+    own_site, rescale_range,
 ):  # fmt: skip
     """Internal node in scratch row j, whose row holds D_u: the edge gradients of both
     children, and D for internal children, written over their inside vectors (rescaled where
@@ -394,7 +394,7 @@ def _node_gradient(
     rescale = _child_gradients(
         transitions[edge0], transitions[edge1], tips, scratch, first_row, row0, row1, down,
         coefficient, weights, grad_transitions[edge0], grad_transitions[edge1], messages, ones,
-        maximum,
+        maximum, rescale_range,
     )  # fmt: skip
     for s in range(2):
         row = child_rows[k, s]
@@ -404,15 +404,17 @@ def _node_gradient(
             own_site[row - first_row] = own_site[j] or rescale[s]
 
 
-@compiled_in_parallel
+@kernel_in_parallel
 def log_likelihoods(
     tips, scratch, transitions, child_rows, child_edges, root_child_rows, root_child_edges,
     frequencies, weights, pattern_weights, log_likelihood, with_gradient, grad_transitions,
-    grad_frequencies, grad_weights,
+    grad_frequencies, grad_weights, rescale_range,
 ):  # fmt: skip
     """log_likelihood `[B]`; with_gradient: also d log L_b / d (transitions of tree b, pi, w)
     into grad_transitions (shaped as transitions), grad_frequencies `[B, 4]`, grad_weights
-    `[B, C]` (zero-filled by the caller). Block t of the trees uses scratch[t]."""
+    `[B, C]` (zero-filled by the caller). Block t of the trees uses scratch[t]. A vector is
+    rescaled when some pattern's largest entry leaves `rescale_range`, a pair (below,
+    above); where does not change the results."""
     n_blocks, n_inner, n_categories, _, n_patterns = scratch.shape
     n_taxa, n_trees = tips.shape[0], root_child_rows.shape[0]
     for block in prange(n_blocks):
@@ -428,7 +430,7 @@ def log_likelihoods(
             log_likelihood[b], rescaled = _tree_log_likelihood(
                 tips, local, transitions, child_rows, child_edges, root_child_rows[b],
                 root_child_edges[b], frequencies, weights, pattern_weights, first_row,
-                messages, maximum,
+                messages, maximum, rescale_range,
             )  # fmt: skip
             if not with_gradient:
                 continue
@@ -438,10 +440,11 @@ def log_likelihoods(
                 tips, local, grad_transitions, grad_frequencies[b], grad_weights[b],
                 transitions, root_child_rows[b], root_child_edges[b], frequencies, weights,
                 pattern_weights, first_row, messages, root_coefficient, maximum, own_site,
+                rescale_range,
             )  # fmt: skip
             for j in range(n_inner - 1, -1, -1):
                 _node_gradient(
                     tips, local, grad_transitions, transitions, j, child_rows, child_edges,
                     weights, pattern_weights, first_row, messages, ones, root_coefficient,
-                    own_coefficient, maximum, own_site,
+                    own_coefficient, maximum, own_site, rescale_range,
                 )  # fmt: skip

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from vbpi_mix.compile_presets import compiled
 from vbpi_mix.errors import VbpiMixError
 
 
@@ -69,7 +69,7 @@ def build_schedule(parents: np.ndarray, n_taxa: int) -> Schedule:
     return Schedule(n_trees, n, *arrays)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _schedule_arrays(parents: np.ndarray, n: int):
     """(status, child_rows, child_edges, root_child_rows, root_child_edges) for Schedule;
     status _NOT_BINARY or _CYCLE refuses the batch."""

@@ -11,9 +11,10 @@ shared among the threads.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
+
+from vbpi_mix.compile_presets import compiled, compiled_in_parallel
 
 _ONE = np.uint64(1)
 _ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
@@ -21,13 +22,13 @@ _ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 _OTHER = np.array([[1, 2], [0, 2], [0, 1]], dtype=np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def all_taxa(n_taxa: int) -> np.uint64:
     """The bitset of taxa 0..N-1, shifted down from all ones: (1 << N) - 1 overflows at N = 64."""
     return _ALL >> np.uint64(64 - n_taxa)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def rooting_structure(parents: np.ndarray, n_taxa: int):
     """For parent arrays `[B, 2N-3]` (tips 0..N-1, encoding root 2N-3): edge clades `[B, E]`
     (the clade below each edge), candidate triples `[B, N-2, 9, 3]` (index 3k + choice),

@@ -11,16 +11,16 @@ shared among the threads.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
+from vbpi_mix.compile_presets import compiled, compiled_in_parallel
 from vbpi_mix.trees.rootings import all_taxa
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def hash_slots(keys: np.ndarray) -> np.ndarray:
     """Hash table of the distinct `keys`: an int64 array of 2^k >= 2 len(keys) slots, each
     holding the index of a key (at its hash slot or the next free one after it) or -1."""
@@ -37,7 +37,7 @@ def hash_slots(keys: np.ndarray) -> np.ndarray:
     return slots
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def slot_shift(slots: np.ndarray) -> np.uint64:
     """64 - log2(len(slots)): how far a hashed key is shifted to give its slot."""
     bits = 0
@@ -46,7 +46,7 @@ def slot_shift(slots: np.ndarray) -> np.uint64:
     return np.uint64(64 - bits)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def key_position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> int:
     """Index of `key` in `keys` (hashed into `slots`), or -1 where it is absent."""
     mask = slots.size - 1
@@ -58,7 +58,7 @@ def key_position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> 
         slot = (slot + 1) & mask
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def scoring_ids(
     edge_clades, triples, valid, clades, clade_slots, entry_keys, entry_slots, root_splits,
     root_slots, n_taxa,

@@ -30,18 +30,18 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import torch
 from numba import prange
 from torch.autograd.function import once_differentiable
 
+from vbpi_mix.compile_presets import compiled_in_parallel
 from vbpi_mix.variational.numpy_tables import as_float64_array
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def _edge_moments(tables, shift, cap, splits, psp, mean, log_std, capped):
     """mu_abe and l_abe `[A, B, E]` (module docstring) of every edge of every tree under
     every component, and where l_abe met the cap `cap`; components in parallel (a thread
@@ -67,7 +67,7 @@ def _edge_moments(tables, shift, cap, splits, psp, mean, log_std, capped):
                 log_std[a, b, e] = min(edge_log_std, cap)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def _scores(log_lengths, mean, log_std, inverse_std, log_q):
     """log q_a(b | tau) `[A, B]` of the drawn log lengths `[B, E]` under every component,
     from the moments and 1 / sigma `[A, B, E]`; z_abe is written over `mean` (kept for the
@@ -99,7 +99,7 @@ def _draw_and_score(tables, shift, cap, splits, psp, rows, noise):
     return log_lengths, log_q, z, inverse_std, capped
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def _log_length_gradients(log_lengths, z, inverse_std, grad_lengths, grad_q, out):
     """g_be `[B, E]` (module docstring): the gradient with respect to log b_be."""
     n_trees, n_edges = log_lengths.shape
@@ -112,7 +112,7 @@ def _log_length_gradients(log_lengths, z, inverse_std, grad_lengths, grad_q, out
                 out[b, e] -= upstream * (z[a, b, e] * inverse_std[a, b, e] + 1.0)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def _parameter_gradients(
     splits, psp, rows, noise, z, inverse_std, capped, grad_q, grad_log_lengths, grads
 ):  # fmt: skip

@@ -22,11 +22,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import numba
 import numpy as np
 import torch
 from torch import nn
 
+from vbpi_mix.compile_presets import compiled
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
 from vbpi_mix.variational.branch_draws import draw_and_score
 from vbpi_mix.variational.components import component_rows
@@ -53,7 +53,7 @@ class EdgeFeatures:
     psp: np.ndarray
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _psp_ids(candidate_ids: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """`[B, E, 2]` entry ids of the subsplits on both ends of every edge (the edge above node
     e): candidate 3k + 0 of each end node, k its slot towards the other end (slot 2, the

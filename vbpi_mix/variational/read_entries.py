@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
+
+from vbpi_mix.compile_presets import compiled
 
 
 class ReadEntries(NamedTuple):
@@ -32,7 +33,7 @@ class ReadEntries(NamedTuple):
     remapped: np.ndarray
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _read_entries(entry_ids, entry_parent, members):
     """ReadEntries' arrays (see there); one pass over the ids numbers the entries read in the
     order they first appear (`position`) and remaps the ids."""

@@ -14,13 +14,14 @@ whole batch and every component.
 
 from __future__ import annotations
 
+import threading
 from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from vbpi_mix.interrupts import interrupts_deferred, raise_if_stop_requested
+from vbpi_mix.errors import stop_if_asked
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
 from vbpi_mix.variational.components import component_rows
 from vbpi_mix.variational.family_softmax import read_entry_log_probs
@@ -92,15 +93,16 @@ class SBN(nn.Module):
         return rooting_log_sum(self.root_log_probs(components), entries, tables, read.remapped)
 
     @torch.no_grad()
-    @interrupts_deferred()
-    def mixture_log_prob(self, parents: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    def mixture_log_prob(
+        self, parents: np.ndarray, chunk: int = 2048, stop: threading.Event | None = None
+    ) -> np.ndarray:
         """log q(tau) = log (1/A) sum_a q_a(tau) of the uniform mixture of the components,
-        for parent arrays `[B, 2N-3]` scored `chunk` at a time; -inf outside the support. A
-        Ctrl-C or SIGTERM stops it after the chunk under way (vbpi_mix.interrupts)."""
+        for parent arrays `[B, 2N-3]` scored `chunk` at a time; -inf outside the support.
+        Setting `stop` ends it after the chunk under way (vbpi_mix.errors.Stopped)."""
         values = []
         for start in range(0, len(parents), chunk):
             values.append(torch.logsumexp(self.log_prob(parents[start : start + chunk]), 0))
-            raise_if_stop_requested()
+            stop_if_asked(stop)
         return torch.cat(values).numpy() - np.log(self.n_components)
 
     @torch.no_grad()

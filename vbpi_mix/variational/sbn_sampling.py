@@ -6,17 +6,17 @@ vectorised step per tree depth, whose per-step overhead dominated a training ite
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
+from vbpi_mix.compile_presets import compiled, compiled_in_parallel
 from vbpi_mix.trees.rootings import all_taxa
 from vbpi_mix.trees.support_lookup import key_position, slot_shift
 
 _UINT64_ONE = np.uint64(1)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _taxon_count(clade: np.uint64) -> int:
     count = 0
     while clade:
@@ -25,7 +25,7 @@ def _taxon_count(clade: np.uint64) -> int:
     return count
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _taxon_index(clade: np.uint64) -> int:
     """Index of the single taxon in a one-taxon clade."""
     index = 0
@@ -34,7 +34,7 @@ def _taxon_index(clade: np.uint64) -> int:
     return index
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _first_at_or_above(cumulative: np.ndarray, u: float) -> int:
     """Inverse CDF: the first index whose cumulative probability exceeds u (the last on
     round-off)."""
@@ -44,7 +44,7 @@ def _first_at_or_above(cumulative: np.ndarray, u: float) -> int:
     return cumulative.size - 1
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _draw_member(
     family: np.ndarray, logits: np.ndarray, n_entries: int, u: float, weights: np.ndarray
 ) -> int:
@@ -67,7 +67,7 @@ def _draw_member(
     return family[size - 1]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@compiled_in_parallel
 def sample_parent_arrays(
     rows: np.ndarray,
     root_uniforms: np.ndarray,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -103,10 +104,12 @@ def run_setting(
     progress: bool,
     likelihood_device: LikelihoodDevice = "cpu",
     tune_threads: bool = False,
+    stop: threading.Event | None = None,
 ) -> None:
     """Fit (or resume) one setting, evaluate it and write its result.json atomically; a
     setting already finished under this protocol is left as it is. `tune_threads`: the
-    training threads follow a ThreadTuner over every usable core."""
+    training threads follow a ThreadTuner over every usable core. `stop` as in
+    vbpi_mix.workflows.fitting.fit."""
     folder = out / setting.dataset / setting.name
     if finished_result(folder, protocol) is not None:
         return
@@ -124,7 +127,7 @@ def run_setting(
         likelihood_device=likelihood_device,
         threads=ThreadTuner(usable_cores()) if tune_threads else None,
         eval_particles=protocol.eval_particles, eval_repeats=protocol.eval_repeats,
-        golden=golden, progress=progress,
+        golden=golden, progress=progress, stop=stop,
     )  # fmt: skip
     result = {
         "setting": asdict(setting), "protocol": asdict(protocol), "run_dir": str(folder),
@@ -168,7 +171,10 @@ def run_bench(
     progress: bool = True,
     likelihood_device: LikelihoodDevice = "cpu",
     tune_threads: bool = False,
+    stop: threading.Event | None = None,
 ) -> None:
     """Run every setting in order; finished ones are skipped (see `collect_finished`)."""
     for setting in tqdm(settings, desc="bench", unit="run", disable=not progress or None):
-        run_setting(setting, protocol, data_dir, out, progress, likelihood_device, tune_threads)
+        run_setting(
+            setting, protocol, data_dir, out, progress, likelihood_device, tune_threads, stop
+        )

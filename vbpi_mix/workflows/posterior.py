@@ -3,6 +3,7 @@ a phylogeneticist opens after a fit (`vbpi-mix summarize`)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -22,29 +23,31 @@ def sample(
     tree_format: Literal["nexus", "newick"] = "nexus",
     topologies: PathLike | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
 ) -> TreeSample:
     """`n` trees with branch lengths drawn from a run's q, written to `out` (NEXUS, as
     MrBayes' .t files, or Newick); with `topologies`, also the distinct topologies of the
-    draw with their exact q, as TSV."""
+    draw with their exact q, as TSV. Setting `stop` ends it at its next safe point
+    (vbpi_mix.errors.Stopped); each file is written whole or not at all."""
     posterior = Posterior.open(run_dir)
-    trees = posterior.sample(n, seed, progress)
+    trees = posterior.sample(n, seed, progress, stop)
     write_text_atomic(out, sample_nexus(trees) if tree_format == "nexus" else sample_newick(trees))
     if topologies is not None:
-        table = topology_probabilities(posterior.run.mixture, trees)
+        table = topology_probabilities(posterior.run.mixture, trees, stop)
         write_text_atomic(topologies, topology_tsv(table))
     return trees
 
 
 def summarize(
     run_dir: PathLike, out: PathLike | None = None, n: int = 10_000, seed: int = 0,
-    progress: bool = False,
+    progress: bool = False, stop: threading.Event | None = None,
 ) -> PosteriorSummary:  # fmt: skip
     """Into `out` (default RUN_DIR/posterior): the topology table, split frequencies, MAP and
     consensus trees from `n` draws (vbpi_mix.export.report), and the training curves; the
-    returned summary lists every file written."""
+    returned summary lists every file written. `stop` as in `sample`."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "posterior"
-    summary = write_posterior_summary(Posterior.open(run_dir), out, n, seed, progress)
+    summary = write_posterior_summary(Posterior.open(run_dir), out, n, seed, progress, stop)
     from vbpi_mix.export.figures import plot_training_curves  # matplotlib: a slow import
 
     curves = plot_training_curves({run_dir.name: run_dir}, out / "training_curves", run_dir.name)
