@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from vbpi_mix.variational.branch_lengths import BranchLengthModel, EdgeFeatures
-from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.parameter_tables import component_rows
 from vbpi_mix.variational.sbn import SBN
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from vbpi_mix.compile_presets import compiled
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables
 from vbpi_mix.variational.branch_draws import draw_and_score
-from vbpi_mix.variational.components import component_rows
+from vbpi_mix.variational.parameter_tables import component_rows
 
 BranchFeatures = Literal["split", "psp"]
 MEAN_SHIFT = -2.0  # as the reference implementation: b ~ exp(-2) ~ 0.14 at the start

@@ -25,7 +25,7 @@ from numba import prange
 from torch.autograd.function import once_differentiable
 
 from vbpi_mix.compile_presets import compiled_in_parallel
-from vbpi_mix.variational.numpy_tables import as_float64_array
+from vbpi_mix.variational.parameter_tables import as_float64_array
 from vbpi_mix.variational.read_entries import ReadEntries
 
 

@@ -36,7 +36,7 @@ from torch.autograd.function import once_differentiable
 
 from vbpi_mix.compile_presets import compiled, compiled_in_parallel
 from vbpi_mix.trees.subsplits import TopologyTables
-from vbpi_mix.variational.numpy_tables import as_float64_array
+from vbpi_mix.variational.parameter_tables import as_float64_array
 
 
 @compiled

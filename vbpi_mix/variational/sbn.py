@@ -23,8 +23,8 @@ from torch import nn
 
 from vbpi_mix.errors import stop_if_asked
 from vbpi_mix.trees.subsplits import SubsplitIndex, TopologyTables, topology_tables
-from vbpi_mix.variational.components import component_rows
 from vbpi_mix.variational.family_softmax import read_entry_log_probs
+from vbpi_mix.variational.parameter_tables import component_rows
 from vbpi_mix.variational.read_entries import read_entries
 from vbpi_mix.variational.rooting_sums import rooting_log_sum
 from vbpi_mix.variational.sbn_sampling import sample_parent_arrays

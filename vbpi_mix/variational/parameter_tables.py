@@ -1,4 +1,6 @@
-"""Selecting mixture components' rows of stacked parameters."""
+"""The stacked parameter tables of the variational families (`[A, ...]`, one row per
+mixture component): the rows of chosen components for autograd, and float64 views for the
+compiled (numba) loops."""
 
 from __future__ import annotations
 
@@ -13,3 +15,9 @@ def component_rows(table: torch.Tensor, components: np.ndarray | None) -> torch.
     if components is None:
         return table
     return table.index_select(0, torch.as_tensor(np.asarray(components, dtype=np.int64)))
+
+
+def as_float64_array(table: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float64 numpy array of a (detached) tensor: a view when it already is
+    one, so the loops read the parameters in place."""
+    return np.ascontiguousarray(table.detach().numpy(), dtype=np.float64)
