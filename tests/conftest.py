@@ -1,4 +1,5 @@
-"""Shared fixtures: the DS1-DS8 data (skipped cleanly when absent) and small helpers."""
+"""Shared fixtures: the DS1-DS8 data (skipped cleanly when absent), a stand-in DS5 made from
+the bundled example for the bench, and small helpers."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ def reference_dir(data_dir: Path) -> Path:
     if not (folder / "iqtree_loglik.tsv").is_file():
         pytest.skip(f"reference values not found next to the data ({folder})")
     return folder
+
+
+@pytest.fixture
+def stand_in_data(tmp_path):
+    """DS5 = the bundled example alignment with two of its support files (no golden run)."""
+    folder = tmp_path / "data" / "DS5"
+    (folder / "ufboot").mkdir(parents=True)
+    shutil.copy(EXAMPLE_FASTA, folder / "DS5.fasta")
+    for k in (1, 2):
+        source = REPO_ROOT / "data" / "example_support" / f"rep_{k}.trees.gz"
+        shutil.copy(source, folder / "ufboot" / f"rep_{k}.ufboot.gz")
+    return tmp_path / "data"

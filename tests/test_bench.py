@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
-import pytest
-
-from tests.conftest import EXAMPLE_FASTA, REPO_ROOT
 from vbpi_mix.bench.report import published_numbers, seconds_to_accuracy
 from vbpi_mix.cli import main
 from vbpi_mix.trees.support import build_support
@@ -32,18 +28,6 @@ def test_published_numbers_match_the_reference_table():
     assert published[("DS8", "VBPI", "elbo")] == (-8655.05, 0.04)
     assert published[("DS5", "PhyloGFN", "mll")] == (-8214.4, 0.16)
     assert len(published) == 8 * 6
-
-
-@pytest.fixture
-def stand_in_data(tmp_path):
-    """DS5 = the bundled example alignment with two of its support files (no golden run)."""
-    folder = tmp_path / "data" / "DS5"
-    (folder / "ufboot").mkdir(parents=True)
-    shutil.copy(EXAMPLE_FASTA, folder / "DS5.fasta")
-    for k in (1, 2):
-        source = REPO_ROOT / "data" / "example_support" / f"rep_{k}.trees.gz"
-        shutil.copy(source, folder / "ufboot" / f"rep_{k}.ufboot.gz")
-    return tmp_path / "data"
 
 
 def bench(data, out, *extra):

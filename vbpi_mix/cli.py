@@ -359,10 +359,17 @@ examples:
   vbpi-mix bench DS1 DS2 DS3 DS4 DS5 DS6 DS7 DS8 --components 2 --subset 1 --out bench/quick
   vbpi-mix bench DS1 --components 1 2 5 10 --subset 1 2 --seeds 3 --out bench/scaling --resume
   vbpi-mix bench DS1 --protocol paper --estimators s2a --components 10 --subset 1 --out bench/paper
+  vbpi-mix bench DS1 DS5 DS8 --components 1 5 --executor ray --cpus-per-run 2 --out /shared/bench
+  vbpi-mix bench DS1 --executor ray --address 10.0.0.1:6379 --out /shared/bench --resume
 
 Each setting is a run folder OUT/DSn/<estimator>-A<A>[-S<S>]-seed<k> (resumable); the report
 (OUT/results.md, .csv, .json, OUT/plots/) lists finished settings only. Interrupt at will and
 run the same command with --resume.
+
+With --executor ray each setting is a Ray task: on this machine (a cluster started for the
+bench) or, with --address, on a running Ray cluster (`ray start --head` on one machine,
+`ray start --address=HEAD:6379` on the others); --out must then lie on storage every worker
+sees. A task whose worker dies is run again from its last checkpoint.
 """
 
 
@@ -383,6 +390,11 @@ def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
         raise VbpiMixError(
             f"--estimators: unknown {', '.join(unknown)} (choose {','.join(ESTIMATOR_NAMES)})"
         )
+    if args.executor == "local":
+        given = [f"--{n.replace('_', '-')}" for n in ("address", "cpus_per_run", "gpus_per_run")
+                 if getattr(args, n) is not None]  # fmt: skip
+        if given:
+            raise VbpiMixError(f"{', '.join(given)}: only with --executor ray")
     settings = grid(args.datasets, estimators, args.components, args.subset, args.seeds)
     if not settings:
         raise VbpiMixError("no valid settings: S2A and S2S need --subset S below --components A")
@@ -391,7 +403,16 @@ def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
     if not args.report_only:
         check_bench(settings, data_dir, out, args.resume)
     try:
-        if not args.report_only:
+        if args.report_only:
+            pass
+        elif args.executor == "ray":
+            from vbpi_mix.workflows.ray_executor import run_bench_on_ray
+
+            run_bench_on_ray(
+                settings, protocol, data_dir, out, args.likelihood_device, args.address,
+                args.cpus_per_run or 1, args.gpus_per_run or 0, stop,
+            )  # fmt: skip
+        else:
             run_bench(
                 settings,
                 protocol,
@@ -743,6 +764,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--report-only", action="store_true",
                        help="train nothing: report the settings already finished in --out "
                        "(e.g. after benches ran side by side into one folder)")  # fmt: skip
+    bench.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="where the settings run: one after another in this process "
+                       "(local, the default) or as Ray tasks, side by side on this machine or "
+                       'a cluster (ray: pip install "vbpi-mix[ray]")')  # fmt: skip
+    bench.add_argument("--address", metavar="ADDR",
+                       help="a running Ray cluster's address (HOST:PORT; default: start one "
+                       "on this machine)")  # fmt: skip
+    bench.add_argument("--cpus-per-run", type=_positive_int, metavar="N",
+                       help="CPUs (and threads) Ray gives each setting (default: 1)")  # fmt: skip
+    bench.add_argument("--gpus-per-run", type=_non_negative_float, metavar="G",
+                       help="GPUs Ray gives each setting (default: 0; a fraction shares one; "
+                       "with --likelihood-device cuda)")  # fmt: skip
     _add_computing_options(bench)
     add_likelihood_device(bench)
     bench.set_defaults(run=run_bench_command, safe_points=True)
