@@ -1,7 +1,7 @@
 """Seconds per training iteration of `vbpi-mix fit` on DS1 when fits share the machine: one
 fit alone, two side by side, and one beside a load that keeps every core busy; with the
 default threads (tuned while training, vbpi_mix.threads) and with `--threads` fixed at every
-core (what the default was before the tuner) or at one. All cells come from one run.
+core or at one. All cells come from one run.
 
 Each fit is a real `vbpi-mix fit` process; its time per iteration is the median over the
 middle 60% of training of the per-10-iteration times in its metrics.jsonl (the fits of a
