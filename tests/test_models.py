@@ -1,4 +1,5 @@
-"""Substitution models against closed forms, matrix_exp, and published Gamma rates."""
+"""Substitution models against closed forms, matrix_exp, and published Gamma rates; their
+gradients in every parameter against finite differences."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import linalg
 
 from vbpi_mix.errors import VbpiMixError
-from vbpi_mix.phylo.models import GTR, HKY, JC69, K80, build_model, discrete_gamma_rates
+from vbpi_mix.phylo.matrix_exponentials import symmetric_expm1
+from vbpi_mix.phylo.models import (
+    GTR,
+    HKY,
+    JC69,
+    K80,
+    build_model,
+    discrete_gamma_rates,
+    gamma_category_rates,
+)
 
 FREQS = torch.tensor([0.3, 0.2, 0.2, 0.3], dtype=torch.float64)
 RATES = torch.tensor([1.0, 2.5, 0.8, 1.2, 3.0, 1.0], dtype=torch.float64)
@@ -108,3 +119,89 @@ def test_jukes_cantor_pairs_rebuild_the_transition_matrices(t):
     assert JC69().is_jukes_cantor() and K80(1.0).is_jukes_cantor()
     assert not K80(2.0).is_jukes_cantor()
     assert not GTR(frequencies=torch.tensor([0.1, 0.2, 0.3, 0.4])).is_jukes_cantor()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_symmetric_expm1_equals_scipy_expm_and_has_finite_difference_gradients(name):
+    """exp(S t) - I against scipy's expm, and its gradient in S and t by gradcheck (central
+    differences), also where S has repeated eigenvalues (JC69 threefold, K80 twofold), where
+    autograd through the eigenvectors is infinite."""
+    model = MODELS[name]()
+    root_pi = model.frequencies.sqrt()
+    symmetric = root_pi[:, None] * model.rate_matrix() / root_pi[None, :]
+    symmetric = 0.5 * (symmetric + symmetric.T)
+    times = torch.tensor([1e-7, 0.01, 0.3, 2.0, 9.0], dtype=torch.float64)
+    expected = np.stack([linalg.expm(symmetric.numpy() * t) - np.eye(4) for t in times.numpy()])
+    np.testing.assert_allclose(symmetric_expm1(symmetric, times).numpy(), expected, atol=1e-14)
+
+    def function(matrix, lengths):
+        return symmetric_expm1(0.5 * (matrix + matrix.T), lengths)
+
+    inputs = (symmetric.clone().requires_grad_(), times[1:].clone().requires_grad_())
+    assert torch.autograd.gradcheck(function, inputs)
+
+
+def test_gamma_category_rates_are_differentiable_in_alpha():
+    """The mean rates of 4 categories as a function of alpha: values as
+    `discrete_gamma_rates`, gradient against a central difference of it (implicit quantile
+    derivative; the rates always average to 1, so the gradient sums to 0)."""
+    for alpha in (0.2, 0.5, 1.7, 20.0):
+        shape = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
+        rates = gamma_category_rates(shape, 4)
+        np.testing.assert_allclose(rates.detach().numpy(), discrete_gamma_rates(alpha, 4))
+        step = 1e-6 * alpha
+        numeric = discrete_gamma_rates(alpha + step, 4) - discrete_gamma_rates(alpha - step, 4)
+        numeric /= 2 * step
+        jacobian = [torch.autograd.grad(rates[k], shape, retain_graph=True)[0] for k in range(4)]
+        np.testing.assert_allclose(torch.stack(jacobian).numpy(), numeric, rtol=1e-6, atol=1e-8)
+        assert abs(float(sum(jacobian))) < 1e-8
+
+
+# the parameters each model is differentiated in, and how to build it from their values
+_DIFFERENTIATED = {
+    "K80": (("kappa",), lambda p: K80(p["kappa"], 1)),
+    "HKY": (("kappa", "frequencies"), lambda p: HKY(p["kappa"], p["frequencies"])),
+    "GTR+G4": (
+        ("rates", "frequencies", "alpha"),
+        lambda p: GTR(p["rates"], p["frequencies"], 4, p["alpha"]),
+    ),
+    "JC+G4": (("alpha",), lambda p: JC69(4, p["alpha"])),
+}
+# directions of the central differences: frequencies keep their sum, one exchangeability moves
+_DIRECTIONS = {
+    "frequencies": torch.tensor([1.0, -2.0, 0.5, 0.5], dtype=torch.float64),
+    "rates": torch.eye(6, dtype=torch.float64)[1],
+    "kappa": 1.0,
+    "alpha": 1.0,
+}
+
+
+@pytest.mark.parametrize("name", _DIFFERENTIATED)
+def test_log_likelihood_gradient_in_model_parameters_equals_central_differences(name):
+    """d log L / d (kappa, exchangeabilities, frequencies, alpha) through the batched kernel
+    against central differences of log L along one direction per parameter, on a 6-taxon
+    tree: the gradients that inferring substitution parameters needs, K80 and JC69
+    included (repeated eigenvalues)."""
+    from tests.test_likelihood import small_problem
+    from vbpi_mix.phylo.likelihood import TreeLikelihood
+
+    differentiated, build = _DIFFERENTIATED[name]
+    values = {"kappa": 2.5, "frequencies": FREQS, "rates": RATES, "alpha": 0.6}
+    alignment, parents, lengths = small_problem(6, 80, seed=5, model=build(values))
+    lengths = torch.as_tensor(lengths)[None]
+
+    def log_likelihood(model):
+        return TreeLikelihood(alignment, model)(parents[None], lengths).sum()
+
+    model = build(values)
+    for key in differentiated:
+        getattr(model, key).requires_grad_()
+    log_likelihood(model).backward()
+    step = 1e-5
+    for key in differentiated:
+        direction = _DIRECTIONS[key]
+        analytic = float((getattr(model, key).grad * direction).sum())
+        ahead = log_likelihood(build({**values, key: values[key] + step * direction}))
+        behind = log_likelihood(build({**values, key: values[key] - step * direction}))
+        numeric = float(ahead - behind) / (2 * step)
+        assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-5), key

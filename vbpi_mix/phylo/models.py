@@ -8,6 +8,11 @@ S = D^1/2 Q D^-1/2 (D = diag pi), which is real and stable for reversible Q.
 
 Rate heterogeneity: K discrete Gamma categories of equal weight 1/K, each represented by its
 mean rate (Yang 1994), as IQ-TREE and MrBayes do; the rates average to 1.
+
+Every P(t r_c) is differentiable in the exchangeabilities, the frequencies, the branch
+lengths and the Gamma shape alpha (vbpi_mix.phylo.matrix_exponentials for exp(S t), whose
+gradient stays finite where eigenvalues repeat; `gamma_category_rates` for the rates), so
+that these parameters can be inferred with the tree.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import numpy as np
 import torch
 from scipy import special
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from vbpi_mix.choices import MODEL_NAMES, ModelName
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.phylo.matrix_exponentials import symmetric_expm1
 
 N_STATES = 4
 _TRANSITIONS = ((0, 2), (1, 3))  # A<->G, C<->T in the state order A, C, G, T
@@ -43,6 +50,60 @@ def discrete_gamma_rates(alpha: float, categories: int) -> np.ndarray:
     return categories * np.diff(cumulative)
 
 
+# step of the central difference for d I(a, y) / d a, relative to a (error ~ step^2)
+_SHAPE_STEP = 1e-5
+
+
+class _GammaCategoryRates(torch.autograd.Function):
+    """`discrete_gamma_rates` as a function of a tensor alpha, with its derivative.
+
+    With y_k = alpha q_k the k/K quantile of Gamma(alpha, 1) and c_k = I(alpha + 1, y_k),
+    r_k = K (c_k - c_{k-1}). The quantile is differentiated implicitly: I(alpha, y_k) = k/K
+    gives dy_k/dalpha = -I_a(alpha, y_k) / f_alpha(y_k), with f_a(y) = y^(a-1) e^-y / Gamma(a)
+    the density (dI/dy) and I_a = dI/da; then dc_k/dalpha = I_a(alpha + 1, y_k) +
+    f_(alpha+1)(y_k) dy_k/dalpha. I_a has no closed form: a central difference of scipy's
+    gammainc in a (relative error about 1e-10)."""
+
+    @staticmethod
+    def forward(ctx, alpha: torch.Tensor, categories: int) -> torch.Tensor:  # type: ignore[override]
+        a = float(alpha)
+        rates = discrete_gamma_rates(a, categories)
+        levels = np.arange(1, categories) / categories
+        y = special.gammaincinv(a, levels)
+        dy = -_shape_derivative(a, y) / np.exp(_log_density(a, y))
+        dc = _shape_derivative(a + 1, y) + np.exp(_log_density(a + 1, y)) * dy
+        slopes = categories * np.diff(np.concatenate([[0.0], dc, [0.0]]))
+        ctx.save_for_backward(torch.as_tensor(slopes, dtype=alpha.dtype))
+        return torch.as_tensor(rates, dtype=alpha.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, upstream: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (slopes,) = ctx.saved_tensors
+        return (upstream * slopes).sum(), None
+
+
+def _log_density(a: float, y: np.ndarray) -> np.ndarray:
+    """log f_a(y) = (a - 1) log y - y - log Gamma(a), the derivative of I(a, y) in y."""
+    return (a - 1) * np.log(y) - y - special.gammaln(a)
+
+
+def _shape_derivative(a: float, y: np.ndarray) -> np.ndarray:
+    """d I(a, y) / d a by a central difference."""
+    step = _SHAPE_STEP * max(1.0, a)
+    return (special.gammainc(a + step, y) - special.gammainc(a - step, y)) / (2 * step)
+
+
+def gamma_category_rates(alpha: torch.Tensor, categories: int) -> torch.Tensor:
+    """The mean rates `[K]` of K discrete Gamma categories (`discrete_gamma_rates`) for a
+    scalar tensor alpha, differentiable in alpha; ones for K = 1."""
+    if categories == 1:
+        return torch.ones(1, dtype=torch.float64)
+    if not float(alpha.detach()) > 0:
+        raise VbpiMixError(f"gamma shape alpha must be positive; got {float(alpha.detach())}")
+    return _GammaCategoryRates.apply(alpha, categories)
+
+
 class SubstitutionModel(nn.Module):
     """Base of the reversible models: frequencies, Gamma categories, Q, P(t).
 
@@ -63,14 +124,24 @@ class SubstitutionModel(nn.Module):
         if frequencies.shape != (N_STATES,) or (frequencies <= 0).any():
             raise VbpiMixError("base frequencies must be four positive numbers (A, C, G, T)")
         self.register_buffer("frequencies", frequencies / frequencies.sum())
+        if gamma_categories < 1:
+            raise VbpiMixError(f"gamma categories must be at least 1; got {gamma_categories}")
         if gamma_categories > 1 and alpha is None:
             raise VbpiMixError("--gamma-categories above 1 needs a shape --alpha")
-        rates = discrete_gamma_rates(alpha if alpha is not None else 1.0, gamma_categories)
-        self.register_buffer("category_rates", torch.as_tensor(rates, dtype=torch.float64))
+        self.gamma_categories = gamma_categories
+        if gamma_categories > 1 and not alpha > 0:
+            raise VbpiMixError(f"gamma shape alpha must be positive; got {alpha}")
+        shape = 1.0 if alpha is None else float(alpha)
+        self.register_buffer("alpha", torch.tensor(shape, dtype=torch.float64))
         self.register_buffer(
             "category_weights",
             torch.full((gamma_categories,), 1.0 / gamma_categories, dtype=torch.float64),
         )
+
+    @property
+    def category_rates(self) -> torch.Tensor:
+        """The mean rates `[C]` of the Gamma categories, differentiable in alpha."""
+        return gamma_category_rates(self.alpha, self.gamma_categories)
 
     def exchangeabilities(self) -> torch.Tensor:
         """Symmetric `[4, 4]` exchangeability matrix R with zero diagonal."""
@@ -86,18 +157,12 @@ class SubstitutionModel(nn.Module):
         """P(t r_c) for branch lengths `[...]`: shape `[..., C, 4, 4]` (C rate categories)."""
         root_pi = self.frequencies.sqrt()
         symmetric = root_pi[:, None] * self.rate_matrix() / root_pi[None, :]
-        eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (symmetric + symmetric.T))
-        left = eigenvectors / root_pi[:, None]  # D^-1/2 U
-        right = eigenvectors.T * root_pi[None, :]  # U^T D^1/2
         scaled_time = branch_lengths[..., None] * self.category_rates  # [..., C]
-        # P = I + V diag(expm1(lambda t)) V^-1: expm1 keeps the O(t) off-diagonal entries of
+        # P = I + D^-1/2 (exp(S t) - I) D^1/2; expm1 keeps the O(t) off-diagonal entries of
         # short branches accurate, where exp would cancel against 1 and lose digits.
-        increments = torch.expm1(scaled_time[..., None] * eigenvalues)  # [..., C, 4]
-        # P_ij = delta_ij + sum_k increment_k V_ik V^-1_kj for every matrix at once: one
-        # `[n, 4] x [4, 16]` product instead of n 4 x 4 products, forward and backward.
-        outer = (left.T[:, :, None] * right[:, None, :]).reshape(N_STATES, N_STATES**2)
-        identity = torch.eye(N_STATES, dtype=increments.dtype).reshape(N_STATES**2)
-        return (identity + increments @ outer).reshape(*increments.shape[:-1], N_STATES, N_STATES)
+        increments = symmetric_expm1(0.5 * (symmetric + symmetric.T), scaled_time)
+        identity = torch.eye(N_STATES, dtype=increments.dtype)
+        return identity + increments / root_pi[:, None] * root_pi[None, :]
 
     def is_jukes_cantor(self) -> bool:
         """Whether Q is JC69's (equal exchangeabilities and frequencies, neither needing a
@@ -130,7 +195,7 @@ class GTR(SubstitutionModel):
     ) -> None:
         super().__init__(frequencies, gamma_categories, alpha)
         rates = torch.ones(6) if rates is None else rates
-        rates = torch.as_tensor(rates, dtype=torch.float64)
+        rates = torch.as_tensor(rates, dtype=torch.float64).clone()  # not the caller's tensor
         if rates.shape != (6,) or (rates <= 0).any():
             raise VbpiMixError("GTR needs six positive exchangeabilities AC,AG,AT,CG,CT,GT")
         self.register_buffer("rates", rates)
