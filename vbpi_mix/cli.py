@@ -403,16 +403,14 @@ def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
     if not args.report_only:
         check_bench(settings, data_dir, out, args.resume)
     try:
-        if args.report_only:
-            pass
-        elif args.executor == "ray":
+        if not args.report_only and args.executor == "ray":
             from vbpi_mix.workflows.ray_executor import run_bench_on_ray
 
             run_bench_on_ray(
                 settings, protocol, data_dir, out, args.likelihood_device, args.address,
                 args.cpus_per_run or 1, args.gpus_per_run or 0, stop,
             )  # fmt: skip
-        else:
+        elif not args.report_only:
             run_bench(
                 settings,
                 protocol,
