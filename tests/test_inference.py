@@ -539,3 +539,45 @@ def test_a_fit_workflow_writes_its_run_log_and_leaves_the_package_logger_as_it_w
     assert package.handlers == handlers and package.level == level
     lines = (tmp_path / "run.log").read_text().splitlines()
     assert " INFO fit " in lines[0] and any(" INFO summary: " in line for line in lines)
+
+
+@pytest.mark.parametrize("checkpoint_format", ["lone component apart", "lone inside the mixture"])
+def test_a_run_killed_before_its_split_resumes_to_the_uninterrupted_result(
+    tmp_path, monkeypatch, checkpoint_format
+):
+    """A split start killed in its lone phase (checkpoint at 4, split at 6) resumes to the
+    parameters of an uninterrupted run, bit for bit; also from a checkpoint written when the
+    lone phase trained the first component inside the mixture (Adam moments for every
+    component, the schedule on the mixture's optimizer)."""
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=3)
+    training = TrainingConfig(iterations=10, particles=3, estimator="s2a", subset=1,
+                              topology_lr=0.01, branch_lr=0.01, warmup=1, split_at=6,
+                              checkpoint_every=4, seed=3)  # fmt: skip
+    uninterrupted = create_run(tmp_path / "a", model, training, example_support())
+    uninterrupted.trainer.run(progress=False)
+
+    killed = create_run(tmp_path / "b", model, training, example_support())
+    original_step = killed.trainer.step
+
+    def step_then_die():
+        if killed.trainer.iteration == 5:
+            raise KeyboardInterrupt
+        return original_step()
+
+    monkeypatch.setattr(killed.trainer, "step", step_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        killed.trainer.run(progress=False)
+    if checkpoint_format == "lone inside the mixture":
+        state = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+        optimizer = state.pop("lone_optimizer")
+        for moments in optimizer["state"].values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                moments[key] = moments[key].expand(3, *moments[key].shape[1:]).clone()
+        state["optimizer"], state["scheduler"] = optimizer, state.pop("lone_scheduler")
+        del state["lone"]
+        torch.save(state, tmp_path / "b" / CHECKPOINT)
+    resumed = create_run(tmp_path / "b", model, training, example_support())
+    assert resumed.trainer.iteration == 4
+    resumed.trainer.run(progress=False)
+    for name, value in uninterrupted.mixture.state_dict().items():
+        assert torch.equal(value, resumed.mixture.state_dict()[name]), name

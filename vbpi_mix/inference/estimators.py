@@ -149,21 +149,6 @@ class S2S(S2A):
         return mixture.select(drawn), np.arange(len(drawn))
 
 
-class Leader(MixtureEstimator):
-    """The first component alone, weighed against itself: plain VBPI on component 0 while
-    the others are its copies, the phase of a split start before the mixture trains."""
-
-    takes_subset = False
-
-    def draw(self, generator: torch.Generator | None = None) -> np.ndarray:
-        return np.zeros(1, dtype=np.int64)
-
-    def family(
-        self, mixture: Mixture, drawn: np.ndarray
-    ) -> tuple[Mixture | SubMixture, np.ndarray]:
-        return mixture.select(drawn), np.arange(len(drawn))
-
-
 ESTIMATORS: dict[str, type[MixtureEstimator]] = {"a2a": A2A, "s2a": S2A, "s2s": S2S}
 
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from vbpi_mix.choices import EstimatorName, GradientName
 from vbpi_mix.errors import VbpiMixError, stop_if_asked
 from vbpi_mix.inference.estimators import (
-    Leader,
     estimate,
     k_sample_bound,
     make_estimator,
@@ -117,7 +116,9 @@ class TrainingConfig:
 def read_metric_lines(path: Path) -> list[dict]:
     """The records of a metrics file, one JSON object a line. A last line cut short (a
     process killed while writing it) is dropped; any other line that is not JSON is an error
-    naming the file."""
+    naming the file. An empty file (a run stopped before its first line) has none."""
+    if Path(path).stat().st_size == 0:
+        return []
     lines = [line for line in read_text(path).splitlines() if line]
     records = []
     for number, line in enumerate(lines, start=1):
@@ -141,28 +142,48 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.estimator = make_estimator(config.estimator, mixture.n_components, config.subset)
         self.gradient = make_gradient(config.objective, config.particles)
+        self.optimizer = self._adam(mixture)
+        # A split start trains a one-component copy of the first component (plain VBPI, its
+        # own parameters and Adam, at A = 1's cost) and keeps every component its copy.
         self.splits = config.split_at > 0 and mixture.n_components > 1
-        self.leader = Leader(mixture.n_components)
-        if self.splits:
-            mixture.tie_components(0)
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": mixture.sbn.parameters(), "lr": config.topology_lr},
-                {"params": mixture.branches.parameters(), "lr": config.branch_lr},
-            ],
-            fused=True,  # one compiled pass over every parameter, not a loop over tensors
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda t: learning_rate_factor(t, config.lr_decay, config.decay_every),
-        )
+        self.lone = mixture.component_copy(0) if self.splits else None
+        self.lone_optimizer = self._adam(self.lone) if self.lone is not None else None
+        self.lone_estimator = make_estimator("a2a", 1, None)
+        if self.lone is not None:
+            mixture.tie_to(self.lone)
+        self.scheduler = self._schedule(self.optimizer)
+        self.lone_scheduler = self._schedule(self.lone_optimizer) if self.lone is not None else None
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
         self.training_seconds = 0.0  # wall clock spent in `step`, over every start and resume
         self.startup_seconds = 0.0  # first step of each start or resume: compiling kernels
 
+    def _adam(self, mixture: Mixture) -> torch.optim.Adam:
+        return torch.optim.Adam(
+            [
+                {"params": mixture.sbn.parameters(), "lr": self.config.topology_lr},
+                {"params": mixture.branches.parameters(), "lr": self.config.branch_lr},
+            ],
+            fused=True,  # one compiled pass over every parameter, not a loop over tensors
+        )
+
+    def _schedule(
+        self, optimizer: torch.optim.Adam, last_epoch: int = -1
+    ) -> torch.optim.lr_scheduler.LambdaLR:
+        """The learning rates by iteration: x lr_decay every decay_every."""
+        config = self.config
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda t: learning_rate_factor(t, config.lr_decay, config.decay_every),
+            last_epoch=last_epoch,
+        )
+
+    def _leading(self) -> bool:
+        """Whether the next iteration belongs to the lone phase of a split start."""
+        return self.splits and self.iteration < self.config.split_at
+
     def checkpoint_state(self) -> dict:
-        return {
+        state = {
             "iteration": self.iteration,
             "training_seconds": self.training_seconds,
             "startup_seconds": self.startup_seconds,
@@ -172,6 +193,11 @@ class Trainer:
             "generator": self.generator.get_state(),
             "config": asdict(self.config),
         }
+        if self._leading():
+            state["lone"] = self.lone.state_dict()
+            state["lone_optimizer"] = self.lone_optimizer.state_dict()
+            state["lone_scheduler"] = self.lone_scheduler.state_dict()
+        return state
 
     def resume(self) -> bool:
         """Load the run folder's checkpoint if there is one; True when it was loaded."""
@@ -193,9 +219,34 @@ class Trainer:
         self.iteration = state["iteration"]
         self.training_seconds = state.get("training_seconds", 0.0)  # older checkpoints lack it
         self.startup_seconds = state.get("startup_seconds", 0.0)
+        if self._leading():
+            self._resume_lone(state)
         self._truncate_metrics()
         LOG.info("resumed at iteration %d", self.iteration)
         return True
+
+    @torch.no_grad()
+    def _resume_lone(self, state: dict) -> None:
+        """The lone phase's component and Adam state from a checkpoint; from one written when
+        that phase trained the first component inside the mixture (its optimizer then holds
+        every component's moments), from that component's."""
+        if "lone" in state:
+            self.lone.load_state_dict(state["lone"])
+            self.lone_optimizer.load_state_dict(state["lone_optimizer"])
+            self.lone_scheduler.load_state_dict(state["lone_scheduler"])
+            return
+        pairs = zip(self.lone.parameters(), self.mixture.parameters(), strict=True)
+        for parameter, source in pairs:
+            parameter.copy_(source[:1])
+            moments = self.optimizer.state.pop(source, {})
+            self.lone_optimizer.state[parameter] = {
+                key: value if key == "step" else value[:1].clone() for key, value in moments.items()
+            }
+        self.lone_scheduler.load_state_dict(state["scheduler"])
+        for lone_group, group in zip(
+            self.lone_optimizer.param_groups, self.optimizer.param_groups, strict=True
+        ):
+            lone_group["lr"] = group["lr"]
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines written after the checkpoint we resume from."""
@@ -212,12 +263,14 @@ class Trainer:
     def step(self) -> float:
         """One iteration; returns the bound (beta = 1) of the particles drawn."""
         config = self.config
-        leading = self.splits and self.iteration < config.split_at
+        leading = self._leading()
         if self.splits and self.iteration == config.split_at:
-            self._copy_moments()
-        estimator = self.leader if leading else self.estimator
+            self._inherit_moments()
+        estimator = self.lone_estimator if leading else self.estimator
+        mixture = self.lone if leading else self.mixture
+        optimizer = self.lone_optimizer if leading else self.optimizer
         beta = inverse_temperature(self.iteration, config.anneal_start, config.warmup)
-        family, drawn = estimator.family(self.mixture, estimator.draw(self.generator))
+        family, drawn = estimator.family(mixture, estimator.draw(self.generator))
         record = draw_log_weights(
             family, self.target, drawn, config.particles, beta, self.generator
         )
@@ -230,22 +283,29 @@ class Trainer:
                 f"the bound became {bound} at iteration {self.iteration + 1}{where} "
                 "(try a smaller learning rate)"
             )
-        self.optimizer.zero_grad()
+        optimizer.zero_grad()
         (-result.surrogate).backward()
-        self.optimizer.step()
+        optimizer.step()
         if leading:
-            self.mixture.tie_components(0)
-        self.scheduler.step()
+            self.mixture.tie_to(self.lone)
+        (self.lone_scheduler if leading else self.scheduler).step()
         self.iteration += 1
         return bound
 
     @torch.no_grad()
-    def _copy_moments(self) -> None:
-        """At the split: every component's Adam moments become the first component's, so
-        that each copy continues exactly as the lone component would have."""
-        for state in self.optimizer.state.values():
-            for key in ("exp_avg", "exp_avg_sq"):
-                state[key].copy_(state[key][0].expand_as(state[key]))
+    def _inherit_moments(self) -> None:
+        """At the split: every component's Adam state (step count and moments) becomes the
+        lone component's, so that each copy continues exactly as it would have; the learning
+        rates continue the schedule from the split."""
+        for parameter, source in zip(
+            self.mixture.parameters(), self.lone.parameters(), strict=True
+        ):
+            moments = self.lone_optimizer.state.get(source, {})
+            self.optimizer.state[parameter] = {
+                key: value.clone() if key == "step" else value.expand_as(parameter).clone()
+                for key, value in moments.items()
+            }
+        self.scheduler = self._schedule(self.optimizer, last_epoch=self.iteration - 1)
 
     def evaluation_record(self) -> dict:
         """The marginal likelihood of the current mixture from `eval_particles` particles (one
@@ -311,7 +371,9 @@ class Trainer:
                         "seconds": self.training_seconds,
                         "seconds_per_iteration": run_seconds
                         / max(1, self.iteration - first - 1),
-                        "topology_lr": self.scheduler.get_last_lr()[0],
+                        "topology_lr": config.topology_lr * learning_rate_factor(
+                            self.iteration, config.lr_decay, config.decay_every
+                        ),
                     })  # fmt: skip
                     bar.set_postfix(bound=f"{running:.2f}")
                 if config.eval_every and self.iteration % config.eval_every == 0:

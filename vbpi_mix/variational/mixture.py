@@ -6,11 +6,13 @@ branch-length model with its own parameters, stacked along a leading component d
 `sample_and_score` draws a batch of particles and scores it under every component in one
 call, `[n, A]`. A = 1 is plain VBPI. Components start from different seeded perturbations,
 or they never separate; or, for a split start, as copies of one trained component
-(`tie_components`: a mixture of identical components is that component's distribution).
+(`component_copy`, `tie_to`: a mixture of identical components is that component's
+distribution).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,11 +71,21 @@ class Mixture(nn.Module):
         return self.sbn.n_components
 
     @torch.no_grad()
-    def tie_components(self, source: int = 0) -> None:
-        """Make every component a copy of component `source` (every parameter has the
-        component as its leading dimension)."""
-        for parameter in self.parameters():
-            parameter.copy_(parameter[source].expand_as(parameter))
+    def component_copy(self, source: int) -> Mixture:
+        """A one-component family equal to component `source` (every parameter has the
+        component as its leading dimension), with parameters of its own: what the lone phase
+        of a split start trains, at the cost of plain VBPI."""
+        lone = copy.deepcopy(self)
+        for module in lone.modules():
+            for name, parameter in list(module.named_parameters(recurse=False)):
+                setattr(module, name, nn.Parameter(parameter.detach()[source : source + 1].clone()))
+        return lone
+
+    @torch.no_grad()
+    def tie_to(self, lone: Mixture) -> None:
+        """Make every component a copy of `lone`'s single component."""
+        for parameter, source in zip(self.parameters(), lone.parameters(), strict=True):
+            parameter.copy_(source.expand_as(parameter))
 
     def sample(self, components: np.ndarray, generator: torch.Generator | None = None) -> Particles:
         """One particle per entry of `components`; branch lengths keep their gradient path."""
