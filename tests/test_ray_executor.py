@@ -18,8 +18,9 @@ import pytest
 from vbpi_mix.cli import main
 from vbpi_mix.workflows.bench import RESULT
 
-# what a run's summary says that does not depend on how fast or where it ran
-COMPARED = ("mll_estimates", "elbo", "pareto_k", "last_bound", "map_topology", "iterations")
+# what a run's summary says that does not depend on how fast or where it ran (the running
+# bound restarts at a resume, so it is left out)
+COMPARED = ("mll_estimates", "elbo", "pareto_k", "map_topology", "iterations")
 
 
 def bench(data: Path, out: Path, *extra: str) -> int:
@@ -57,13 +58,14 @@ def ray_cluster():
 def test_a_grid_on_ray_gives_the_local_executors_numbers(ray_cluster, stand_in_data, tmp_path,
                                                          capsys):  # fmt: skip
     """Four settings (A=1; A=2 under A2A, S2A and S2S), 300 iterations each, on 2 Ray CPUs
-    side by side and one after another in this process: the same estimates, ELBO, k-hat,
-    bound and MAP topology; one progress line per setting."""
+    side by side and one after another in this process, one thread each as Ray gives them
+    (other thread counts add numbers in another order): the same estimates, ELBO, k-hat
+    and MAP topology, bit for bit; one progress line per setting."""
     grid = ["--components", "1", "2", "--iterations", "300"]
     assert bench(stand_in_data, tmp_path / "ray", *grid, "--executor", "ray") == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " finished: MLL " in line]
     assert len(lines) == 4
-    assert bench(stand_in_data, tmp_path / "local", *grid) == 0
+    assert bench(stand_in_data, tmp_path / "local", *grid, "--threads", "1") == 0
     on_ray, local = summaries(tmp_path / "ray"), summaries(tmp_path / "local")
     assert sorted(on_ray) == ["a2a-A1-seed0", "a2a-A2-seed0", "s2a-A2-S1-seed0", "s2s-A2-S1-seed0"]
     assert on_ray == local
@@ -112,5 +114,5 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(ray_cluster, stand_in_da
     starts = [line for line in log if "training from" in line]
     assert starts[0].endswith("training from iteration 0 to 1200")
     assert len(starts) == 2 and not starts[1].endswith("iteration 0 to 1200")
-    assert bench(stand_in_data, tmp_path / "local", *setting) == 0
+    assert bench(stand_in_data, tmp_path / "local", *setting, "--threads", "1") == 0
     assert summaries(tmp_path / "ray") == summaries(tmp_path / "local")
