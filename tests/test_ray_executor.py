@@ -45,6 +45,9 @@ def test_without_ray_the_ray_executor_is_a_one_line_error(stand_in_data, tmp_pat
 def test_ray_options_need_the_ray_executor(stand_in_data, tmp_path, capsys):
     assert bench(stand_in_data, tmp_path / "out", "--cpus-per-run", "2") == 2
     assert "--cpus-per-run: only with --executor ray" in capsys.readouterr().err
+    cuda = ["--executor", "ray", "--likelihood-device", "cuda"]
+    assert bench(stand_in_data, tmp_path / "out", *cuda) == 2
+    assert "needs --gpus-per-run" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -395,6 +395,11 @@ def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
                  if getattr(args, n) is not None]  # fmt: skip
         if given:
             raise VbpiMixError(f"{', '.join(given)}: only with --executor ray")
+    elif args.likelihood_device == "cuda" and not args.gpus_per_run:
+        raise VbpiMixError(
+            "--likelihood-device cuda with --executor ray needs --gpus-per-run G: Ray hides "
+            "the GPUs from tasks that ask for none (G = 0.5 lets two settings share one)"
+        )
     settings = grid(args.datasets, estimators, args.components, args.subset, args.seeds)
     if not settings:
         raise VbpiMixError("no valid settings: S2A and S2S need --subset S below --components A")
