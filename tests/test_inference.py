@@ -542,17 +542,19 @@ def test_a_fit_workflow_writes_its_run_log_and_leaves_the_package_logger_as_it_w
 
 
 @pytest.mark.parametrize("checkpoint_format", ["lone component apart", "lone inside the mixture"])
+@pytest.mark.parametrize("checkpoint_at", [4, 6], ids=["in-the-lone-phase", "at-the-split"])
 def test_a_run_killed_before_its_split_resumes_to_the_uninterrupted_result(
-    tmp_path, monkeypatch, checkpoint_format
+    tmp_path, monkeypatch, checkpoint_format, checkpoint_at
 ):
-    """A split start killed in its lone phase (checkpoint at 4, split at 6) resumes to the
-    parameters of an uninterrupted run, bit for bit; also from a checkpoint written when the
-    lone phase trained the first component inside the mixture (Adam moments for every
-    component, the schedule on the mixture's optimizer)."""
+    """A split start (split at 6) killed after its checkpoint in the lone phase (4) or at the
+    split itself (6, before the mixture's first step) resumes to the parameters of an
+    uninterrupted run, bit for bit; also from a checkpoint written when the lone phase
+    trained the first component inside the mixture (Adam moments for every component, the
+    schedule on the mixture's optimizer)."""
     model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=3)
     training = TrainingConfig(iterations=10, particles=3, estimator="s2a", subset=1,
                               topology_lr=0.01, branch_lr=0.01, warmup=1, split_at=6,
-                              checkpoint_every=4, seed=3)  # fmt: skip
+                              checkpoint_every=checkpoint_at, seed=3)  # fmt: skip
     uninterrupted = create_run(tmp_path / "a", model, training, example_support())
     uninterrupted.trainer.run(progress=False)
 
@@ -560,7 +562,7 @@ def test_a_run_killed_before_its_split_resumes_to_the_uninterrupted_result(
     original_step = killed.trainer.step
 
     def step_then_die():
-        if killed.trainer.iteration == 5:
+        if killed.trainer.iteration == checkpoint_at + 1:
             raise KeyboardInterrupt
         return original_step()
 
@@ -577,7 +579,7 @@ def test_a_run_killed_before_its_split_resumes_to_the_uninterrupted_result(
         del state["lone"]
         torch.save(state, tmp_path / "b" / CHECKPOINT)
     resumed = create_run(tmp_path / "b", model, training, example_support())
-    assert resumed.trainer.iteration == 4
+    assert resumed.trainer.iteration == checkpoint_at
     resumed.trainer.run(progress=False)
     for name, value in uninterrupted.mixture.state_dict().items():
         assert torch.equal(value, resumed.mixture.state_dict()[name]), name

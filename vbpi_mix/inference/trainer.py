@@ -182,6 +182,11 @@ class Trainer:
         """Whether the next iteration belongs to the lone phase of a split start."""
         return self.splits and self.iteration < self.config.split_at
 
+    def _before_split(self) -> bool:
+        """Whether the lone phase's state is still to be handed to the mixture (the split
+        happens at the start of iteration split_at + 1)."""
+        return self.splits and self.iteration <= self.config.split_at
+
     def checkpoint_state(self) -> dict:
         state = {
             "iteration": self.iteration,
@@ -193,7 +198,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "config": asdict(self.config),
         }
-        if self._leading():
+        if self._before_split():
             state["lone"] = self.lone.state_dict()
             state["lone_optimizer"] = self.lone_optimizer.state_dict()
             state["lone_scheduler"] = self.lone_scheduler.state_dict()
@@ -219,7 +224,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.training_seconds = state.get("training_seconds", 0.0)  # older checkpoints lack it
         self.startup_seconds = state.get("startup_seconds", 0.0)
-        if self._leading():
+        if self._before_split():
             self._resume_lone(state)
         self._truncate_metrics()
         LOG.info("resumed at iteration %d", self.iteration)
