@@ -48,6 +48,8 @@ def test_ray_options_need_the_ray_executor(stand_in_data, tmp_path, capsys):
     cuda = ["--executor", "ray", "--likelihood-device", "cuda"]
     assert bench(stand_in_data, tmp_path / "out", *cuda) == 2
     assert "needs --gpus-per-run" in capsys.readouterr().err
+    assert bench(stand_in_data, tmp_path / "out", "--executor", "ray", "--threads", "2") == 2
+    assert "--cpus-per-run" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

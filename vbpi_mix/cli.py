@@ -395,6 +395,9 @@ def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
                  if getattr(args, n) is not None]  # fmt: skip
         if given:
             raise VbpiMixError(f"{', '.join(given)}: only with --executor ray")
+    elif args.threads:
+        raise VbpiMixError("--threads: with --executor ray, each setting's threads are its "
+                           "--cpus-per-run")  # fmt: skip
     elif args.likelihood_device == "cuda" and not args.gpus_per_run:
         raise VbpiMixError(
             "--likelihood-device cuda with --executor ray needs --gpus-per-run G: Ray hides "
