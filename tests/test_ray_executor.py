@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vbpi_mix.cli import main
@@ -32,6 +33,19 @@ def summaries(out: Path) -> dict[str, dict]:
         path.parent.name: {key: json.loads(path.read_text())["summary"][key] for key in COMPARED}
         for path in sorted((out / "DS5").glob(f"*/{RESULT}"))
     }
+
+
+def assert_same_numbers(found: dict[str, dict], expected: dict[str, dict]) -> None:
+    """The same settings, MAP topologies and iterations, and the same estimates to 1e-10
+    relative: a kernel compiled afresh and one loaded from numba's cache may add in another
+    order (fastmath reassociation), which moves the last digits, and nothing else."""
+    assert sorted(found) == sorted(expected)
+    for name, summary in found.items():
+        for key, value in summary.items():
+            if isinstance(value, str | int):
+                assert value == expected[name][key], (name, key)
+            else:
+                np.testing.assert_allclose(value, expected[name][key], rtol=1e-10, err_msg=name)
 
 
 def test_without_ray_the_ray_executor_is_a_one_line_error(stand_in_data, tmp_path, monkeypatch,
@@ -63,9 +77,9 @@ def ray_cluster():
 def test_a_grid_on_ray_gives_the_local_executors_numbers(ray_cluster, stand_in_data, tmp_path,
                                                          capsys):  # fmt: skip
     """Four settings (A=1; A=2 under A2A, S2A and S2S), 300 iterations each, on 2 Ray CPUs
-    side by side and one after another in this process, one thread each as Ray gives them
-    (other thread counts add numbers in another order): the same estimates, ELBO, k-hat
-    and MAP topology, bit for bit; one progress line per setting."""
+    side by side and one after another in this process, one thread each as Ray gives them:
+    the same estimates, ELBO, k-hat and MAP topology (`assert_same_numbers`); one progress
+    line per setting."""
     grid = ["--components", "1", "2", "--iterations", "300"]
     assert bench(stand_in_data, tmp_path / "ray", *grid, "--executor", "ray") == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " finished: MLL " in line]
@@ -73,10 +87,10 @@ def test_a_grid_on_ray_gives_the_local_executors_numbers(ray_cluster, stand_in_d
     assert bench(stand_in_data, tmp_path / "local", *grid, "--threads", "1") == 0
     on_ray, local = summaries(tmp_path / "ray"), summaries(tmp_path / "local")
     assert sorted(on_ray) == ["a2a-A1-seed0", "a2a-A2-seed0", "s2a-A2-S1-seed0", "s2s-A2-S1-seed0"]
-    assert on_ray == local
+    assert_same_numbers(on_ray, local)
     # resuming across executors: everything is finished, nothing runs again
     assert bench(stand_in_data, tmp_path / "ray", *grid, "--resume") == 0
-    assert summaries(tmp_path / "ray") == local
+    assert_same_numbers(summaries(tmp_path / "ray"), local)
 
 
 def ray_task_pids() -> list[int]:
@@ -120,4 +134,4 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(ray_cluster, stand_in_da
     assert starts[0].endswith("training from iteration 0 to 1200")
     assert len(starts) == 2 and not starts[1].endswith("iteration 0 to 1200")
     assert bench(stand_in_data, tmp_path / "local", *setting, "--threads", "1") == 0
-    assert summaries(tmp_path / "ray") == summaries(tmp_path / "local")
+    assert_same_numbers(summaries(tmp_path / "ray"), summaries(tmp_path / "local"))
