@@ -68,12 +68,12 @@ class _GammaCategoryRates(torch.autograd.Function):
     def forward(ctx, alpha: torch.Tensor, categories: int) -> torch.Tensor:  # type: ignore[override]
         a = float(alpha)
         rates = discrete_gamma_rates(a, categories)
-        levels = np.arange(1, categories) / categories
-        y = special.gammaincinv(a, levels)
-        dy = -_shape_derivative(a, y) / np.exp(_log_density(a, y))
-        dc = _shape_derivative(a + 1, y) + np.exp(_log_density(a + 1, y)) * dy
-        slopes = categories * np.diff(np.concatenate([[0.0], dc, [0.0]]))
-        ctx.save_for_backward(torch.as_tensor(slopes, dtype=alpha.dtype))
+        if ctx.needs_input_grad[0]:  # the derivative only where alpha is inferred
+            y = special.gammaincinv(a, np.arange(1, categories) / categories)
+            dy = -_shape_derivative(a, y) / np.exp(_log_density(a, y))
+            dc = _shape_derivative(a + 1, y) + np.exp(_log_density(a + 1, y)) * dy
+            slopes = categories * np.diff(np.concatenate([[0.0], dc, [0.0]]))
+            ctx.save_for_backward(torch.as_tensor(slopes, dtype=alpha.dtype))
         return torch.as_tensor(rates, dtype=alpha.dtype)
 
     @staticmethod
