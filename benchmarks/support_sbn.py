@@ -50,7 +50,7 @@ def main() -> None:
         _, mixture_s = timed(mixture.log_prob, sample.parents)
         trees = 10000 * len(paths)
         print(f"| {name} | {trees} | {len(support)} | {support_s:.2f} | {index_s:.2f} | "
-              f"{index.root_splits.size} | {index.n_entries} | {sample_s:.3f} | {score_s:.3f} "
+              f"{index.n_root_splits} | {index.n_entries} | {sample_s:.3f} | {score_s:.3f} "
               f"| {mixture_s:.3f} |")  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.tree_files import read_tree_file, read_tree_strings
 from vbpi_mix.phylo.alignment import load_alignment
+from vbpi_mix.trees.clade_words import as_int
 from vbpi_mix.trees.conversions import (
     to_dendropy,
     to_ete3,
@@ -233,7 +234,7 @@ def rooted_subsplits(parents: np.ndarray, n_taxa: int, edge: int) -> dict[int, t
 def entry_key_function(index):
     """The support's key of a (sister, {a, b}) subsplit pair, None where a clade is absent,
     as a function over the index's clade ids (a dictionary built once)."""
-    clade_id = {int(c): i for i, c in enumerate(index.clades)}
+    clade_id = {as_int(c): i for i, c in enumerate(index.clades)}
     q = len(clade_id)
 
     def entry_key(sister: int, sides: frozenset) -> int | None:
@@ -252,14 +253,17 @@ def ancestor_or_self(parents: np.ndarray, node: int, ancestor: int) -> bool:
     return node == ancestor
 
 
-@pytest.mark.parametrize("n_taxa", [4, 7, 27, 64])
+WIDTHS = [5, 8, 63, 64, 65, 130]  # one and two clade words, and both sides of the boundary
+
+
+@pytest.mark.parametrize("n_taxa", [4, 27, *WIDTHS])
 def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     """The compiled O(N) sum over rootings, log sum_r exp(root(r) + sum_v entry(v, r)), and
     its gradient, against the plain sum over the 2N-3 rootings, each rooted by recursion and
     its subsplit pairs looked up in Python dictionaries, with random tables for two
     components (every entry its own value: an SBN over so small a support has mostly
     one-member families, whose log-probability 0 would hide a wrong entry), for random trees
-    up to the 64-taxon bitset limit; the support's SBN-SA counts against counting those
+    of one- and two-word clades; the support's SBN-SA counts against counting those
     rootings; the branch model's PSP features of each edge, the entries of its two end nodes
     when rooted on it."""
     rng = np.random.default_rng(n_taxa)
@@ -270,10 +274,10 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     generator = torch.Generator().manual_seed(n_taxa)
     roots, entries = (
         torch.randn(2, size, generator=generator, dtype=torch.float64, requires_grad=True)
-        for size in (index.root_splits.size, index.n_entries)
+        for size in (index.n_root_splits, index.n_entries)
     )
     entry_id = {int(k): i for i, k in enumerate(index.entry_keys)}
-    root_id = {int(k): i for i, k in enumerate(index.root_splits)}
+    root_id = {as_int(k): i for i, k in enumerate(index.root_splits)}
     full, n_edges = (1 << n_taxa) - 1, 2 * n_taxa - 3
     expected_counts = np.zeros(index.n_entries)
     expected, expected_psp = [], np.full((len(parents), n_edges, 2), -1)
@@ -302,30 +306,32 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
         torch.testing.assert_close(gradient, plain)
 
 
-@pytest.mark.parametrize("n_taxa", [7, 27, 64])
+@pytest.mark.parametrize("n_taxa", [27, *WIDTHS])
 def test_scoring_ids_match_a_plain_dictionary_lookup(n_taxa):
     """The compiled hash lookups against Python dictionaries of the support's sorted keys, for
     trees inside the support and random trees mostly outside it (ids -1)."""
     rng = np.random.default_rng(n_taxa + 1)
-    support = np.stack([random_parents(n_taxa, rng) for _ in range(20)])
-    index = build_subsplit_index(support, np.ones(20), n_taxa)
+    size = 20 if n_taxa > 6 else 2  # 20 random trees hold every subsplit pair of 5 taxa
+    support = np.stack([random_parents(n_taxa, rng) for _ in range(size)])
+    index = build_subsplit_index(support, np.ones(size), n_taxa)
     entry_key = entry_key_function(index)
-    parents = np.concatenate([support[:5], [random_parents(n_taxa, rng) for _ in range(5)]])
+    inside = min(size, 5)
+    parents = np.concatenate([support[:inside], [random_parents(n_taxa, rng) for _ in range(5)]])
     tables = topology_tables(index, parents)
-    structure = rooting_structure(parents, n_taxa)
+    structure = rooting_structure(parents, n_taxa, index.words)
     entry_id = {int(k): i for i, k in enumerate(index.entry_keys)}
-    root_id = {int(s): i for i, s in enumerate(index.root_splits)}
+    root_id = {as_int(s): i for i, s in enumerate(index.root_splits)}
     full = (1 << n_taxa) - 1
     for b in range(len(parents)):
         for e in range(2 * n_taxa - 3):
-            below = int(structure.edge_clades[b, e])
+            below = as_int(structure.edge_clades[b, e])
             assert tables.root_ids[b, e] == root_id.get(min(below, full ^ below), -1)
         for v in range(n_taxa - 2):
             for slot in range(9):
-                sister, a, c = (int(x) for x in structure.triples[b, v, slot])
+                sister, a, c = (as_int(x) for x in structure.triples[b, v, slot])
                 key = entry_key(sister, frozenset((a, c)))
                 found = entry_id.get(key, -1) if structure.valid[b, v, slot] else -1
                 assert tables.candidate_ids[b, v, slot] == found
     valid = structure.valid
-    assert (tables.candidate_ids[:5][valid[:5]] >= 0).all()
-    assert (tables.candidate_ids[5:][valid[5:]] < 0).any()
+    assert (tables.candidate_ids[:inside][valid[:inside]] >= 0).all()
+    assert (tables.candidate_ids[inside:][valid[inside:]] < 0).any()

@@ -75,11 +75,13 @@ def test_sampling_is_unchanged_by_logits_far_below_zero():
     np.testing.assert_array_equal(after, before)
 
 
-def test_sampling_at_64_taxa_the_widest_bitset_returns_the_support_tree():
-    """64 taxa fill the uint64 clade bitsets (DS8): a one-tree support samples only that tree."""
-    taxa = tuple(f"t{i}" for i in range(64))
-    tree = random_parents(64, np.random.default_rng(11))
-    sbn = SBN(build_subsplit_index(tree[None], np.ones(1), 64), 2)
+@pytest.mark.parametrize("n_taxa", [64, 65, 130])
+def test_a_one_tree_support_samples_only_its_tree_at_one_and_more_clade_words(n_taxa):
+    """64 taxa fill one clade word (DS8), 65 and 130 need two or three: a one-tree support
+    samples only that tree, with log-probability 0."""
+    taxa = tuple(f"t{i}" for i in range(n_taxa))
+    tree = random_parents(n_taxa, np.random.default_rng(11))
+    sbn = SBN(build_subsplit_index(tree[None], np.ones(1), n_taxa), 2)
     draws = sbn.sample(np.array([0, 1, 1]), torch.Generator().manual_seed(12))
     expected = topology_from_parents(tree, taxa)
     assert all(topology_from_parents(p, taxa) == expected for p in draws.parents)

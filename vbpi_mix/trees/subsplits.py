@@ -1,4 +1,4 @@
-"""Subsplit bookkeeping for the SBN over batches of trees (uint64 bitsets); the per-tree walk
+"""Subsplit bookkeeping for the SBN over batches of trees; the per-tree walk
 (vbpi_mix.trees.rootings) and the lookups in the support (vbpi_mix.trees.support_lookup)
 are compiled.
 
@@ -14,7 +14,8 @@ when the root is on the edge to that neighbour u, otherwise the choice naming u'
 does not lead to the root. The SBN sums over the 2N-3 rootings with these in O(N) per tree
 (vbpi_mix.variational.rooting_sums).
 
-Clades are uint64 bitsets (bit i = taxon i), so N <= 64 taxa.
+Clades are bitsets of W = ceil(N / 64) uint64 words (vbpi_mix.trees.clade_words), fixed
+when the support is built: N <= 64 taxa keep one word.
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.trees.clade_words import (
+    clade_ids,
+    integer_less,
+    split_sides,
+    taxon_counts,
+    unique_clades,
+    word_count,
+)
 from vbpi_mix.trees.rootings import rooting_structure as compiled_rooting_structure
-from vbpi_mix.trees.support_lookup import hash_slots, scoring_ids
-
-MAX_TAXA = 64
+from vbpi_mix.trees.support_lookup import hash_slots, integer_key_slots, scoring_ids
 
 
 class RootingStructure(NamedTuple):
-    """Per-batch structure (vbpi_mix.trees.rootings): `edge_clades [B, E]` (clade below each
-    edge), `triples [B, N-2, 9, 3]` (each internal node's nine candidate (sister, a, b)
-    bitset triples, index 3k + choice), `valid [B, N-2, 9]`, and the tree's shape by slot:
+    """Per-batch structure (vbpi_mix.trees.rootings): `edge_clades [B, E, W]` (clade below
+    each edge), `triples [B, N-2, 9, 3, W]` (each internal node's nine candidate (sister, a,
+    b) clade triples, index 3k + choice), `valid [B, N-2, 9]`, and the tree's shape by slot:
     `neighbours [B, N-2, 3]` (node ids), `back_slots [B, N-2, 3]` (slot of the node in its
     neighbour; -1 for a tip) and `order [B, N-2]` (internal nodes, children first)."""
 
@@ -47,22 +53,11 @@ class RootingStructure(NamedTuple):
     order: np.ndarray
 
 
-def full_set(n_taxa: int) -> np.uint64:
-    return np.uint64((1 << n_taxa) - 1)
-
-
-def rooting_structure(parents: np.ndarray, n_taxa: int) -> RootingStructure:
+def rooting_structure(parents: np.ndarray, n_taxa: int, words: int) -> RootingStructure:
     """Candidate subsplit triples and rooting choices of trees given as parent arrays
-    `[B, 2N-3]`."""
-    if n_taxa > MAX_TAXA:
-        raise VbpiMixError(f"the SBN supports at most {MAX_TAXA} taxa; got {n_taxa}")
+    `[B, 2N-3]`, clades of `words` words."""
     parents = np.ascontiguousarray(parents, dtype=np.int64).reshape(-1, 2 * n_taxa - 3)
-    return RootingStructure(*compiled_rooting_structure(parents, n_taxa))
-
-
-def split_keys(clades: np.ndarray, n_taxa: int) -> np.ndarray:
-    """Canonical root-split key of each edge given by the clade on one side: min(W, Z)."""
-    return np.minimum(clades, full_set(n_taxa) ^ clades)
+    return RootingStructure(*compiled_rooting_structure(parents, n_taxa, words))
 
 
 def _entry_keys(s_id: np.ndarray, a_id: np.ndarray, b_id: np.ndarray, q: np.int64) -> np.ndarray:
@@ -80,11 +75,12 @@ def _parent_keys(s_id: np.ndarray, c_id: np.ndarray, q: np.int64) -> np.ndarray:
 class SubsplitIndex:
     """The SBN's support: root splits and conditional entries, with SBN-SA counts.
 
-    root_splits `[R]` (sorted split keys min(W, Z)); clades `[Q]` (sorted bitsets of every
-    clade involved); entries `[M]` keyed by (sister, child side a, child side b) clade ids
-    (a < b), sorted, with `entry_parent [M]` the index of their parent subsplit (C = a | b, S)
-    among `parent_keys [P]`, and `entry_child [M]` the bitset of side a. `members [P, W]`
-    lists each parent's entries, padded with M.
+    root_splits `[R, W]` (each split's canonical side min(W, Z), sorted); clades `[Q, W]`
+    (every clade involved, sorted); entries `[M]` keyed by (sister, child side a, child side
+    b) clade ids (a < b), sorted, with `entry_parent [M]` the index of their parent subsplit
+    (C = a | b, S) among `parent_keys [P]`, and `entry_child [M, W]` the clade of side a.
+    `members [P, F]` lists each parent's entries, padded with M. Clades and splits are
+    W-word bitsets (vbpi_mix.trees.clade_words), in integer order.
     """
 
     n_taxa: int
@@ -102,6 +98,15 @@ class SubsplitIndex:
     def n_entries(self) -> int:
         return self.entry_keys.size
 
+    @property
+    def n_root_splits(self) -> int:
+        return self.root_splits.shape[0]
+
+    @property
+    def words(self) -> int:
+        """Words per clade."""
+        return self.clades.shape[1]
+
     # Hash tables (support_lookup.hash_slots) of the sorted key arrays, for compiled lookups.
     @cached_property
     def clade_slots(self) -> np.ndarray:
@@ -109,7 +114,7 @@ class SubsplitIndex:
 
     @cached_property
     def entry_slots(self) -> np.ndarray:
-        return hash_slots(self.entry_keys)
+        return integer_key_slots(self.entry_keys)
 
     @cached_property
     def root_slots(self) -> np.ndarray:
@@ -117,7 +122,7 @@ class SubsplitIndex:
 
     @cached_property
     def parent_slots(self) -> np.ndarray:
-        return hash_slots(self.parent_keys)
+        return integer_key_slots(self.parent_keys)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ class TopologyTables:
 
 def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables:
     """Scoring tables for trees given as parent arrays `[B, 2N-3]` (compiled walks)."""
-    structure = rooting_structure(parents, index.n_taxa)
+    structure = rooting_structure(parents, index.n_taxa, index.words)
     root_ids, candidate_ids = scoring_ids(
         structure.edge_clades, structure.triples, structure.valid, index.clades,
         index.clade_slots, index.entry_keys, index.entry_slots, index.root_splits,
@@ -149,36 +154,39 @@ def topology_tables(index: SubsplitIndex, parents: np.ndarray) -> TopologyTables
 
 
 def build_subsplit_index(
-    parents: np.ndarray, weights: np.ndarray, n_taxa: int, chunk: int = 256
+    parents: np.ndarray, weights: np.ndarray, n_taxa: int, words: int | None = None
 ) -> SubsplitIndex:
     """The support of every rooting of the given topologies `[T, 2N-3]`, with SBN-SA counts:
-    each topology's weight spread evenly over its 2N-3 rootings (Zhang & Matsen 2018)."""
+    each topology's weight spread evenly over its 2N-3 rootings (Zhang & Matsen 2018).
+    Clades get `words` words (default: as few as hold N taxa; more give the same ids)."""
+    words = words or word_count(n_taxa)
     parents = np.asarray(parents, dtype=np.int64).reshape(-1, 2 * n_taxa - 3)
     weights = np.asarray(weights, dtype=np.float64)
     n_edges = 2 * n_taxa - 3
+    chunk = max(16, 256 // words)  # the triples of a chunk: 27 (N-2) W words per tree
     roots, root_w, triples_all, triple_w = [], [], [], []
     for start in range(0, parents.shape[0], chunk):
-        structure = rooting_structure(parents[start : start + chunk], n_taxa)
+        structure = rooting_structure(parents[start : start + chunk], n_taxa, words)
         w = weights[start : start + chunk] / n_edges
-        roots.append(split_keys(structure.edge_clades, n_taxa).ravel())
+        roots.append(split_sides(structure.edge_clades, n_taxa).reshape(-1, words))
         root_w.append(np.repeat(w, n_edges))
         valid = structure.valid
         triples_all.append(structure.triples[valid])
         triple_w.append((_rootings_using(structure.triples, n_taxa) * w[:, None, None])[valid])
-    roots_flat, root_weights = np.concatenate(roots), np.concatenate(root_w)
-    root_splits, root_inverse = np.unique(roots_flat, return_inverse=True)
-    root_counts = np.bincount(root_inverse, root_weights, minlength=root_splits.size)
+    root_splits, root_inverse = unique_clades(np.concatenate(roots))
+    root_weights = np.concatenate(root_w)
+    root_counts = np.bincount(root_inverse, root_weights, minlength=root_splits.shape[0])
 
-    triples = np.concatenate(triples_all)  # [K, 3]: sister, a, b
-    sides = np.sort(triples[:, 1:], axis=1)
-    triples = np.column_stack([triples[:, 0], sides])
+    triples = np.concatenate(triples_all)  # [K, 3, W]: sister, a, b
+    swap = integer_less(triples[:, 2], triples[:, 1])  # sides in integer order: a < b
+    triples[swap, 1:] = triples[swap, 2:0:-1]
     clade_of = triples[:, 1] | triples[:, 2]
-    clades = np.unique(np.concatenate([triples.ravel(), clade_of]))
-    q = np.int64(clades.size)
-    s_id, a_id, b_id = (np.searchsorted(clades, triples[:, i]).astype(np.int64) for i in range(3))
+    clades, _ = unique_clades(np.concatenate([triples.reshape(-1, words), clade_of]))
+    q = np.int64(clades.shape[0])
+    s_id, a_id, b_id = (clade_ids(clades, triples[:, i]) for i in range(3))
     entry_keys, entry_inverse, first = _unique_with_first(_entry_keys(s_id, a_id, b_id, q))
     entry_counts = np.bincount(entry_inverse, np.concatenate(triple_w), minlength=entry_keys.size)
-    c_id = np.searchsorted(clades, clade_of).astype(np.int64)
+    c_id = clade_ids(clades, clade_of)
     parent_keys, entry_parent = np.unique(_parent_keys(s_id, c_id, q)[first], return_inverse=True)
     side_a = clades[a_id[first]]  # sides were sorted, so a is the smaller; the other is C ^ a
     return SubsplitIndex(
@@ -199,9 +207,8 @@ def _rootings_using(triples: np.ndarray, n_taxa: int) -> np.ndarray:
     """How many of a tree's rootings use each candidate (sister, a, b) `[..., 9, 3]` of a
     node: one for choice 0 (the rooting on the edge to its neighbour); for choices 1 and 2
     the edges on the neighbour's third side R = X minus (sister, a, b), the side leading to
-    the root, with the edge to it: 2 |R| - 1."""
-    root_side = full_set(n_taxa) ^ (triples[..., 0] | triples[..., 1] | triples[..., 2])
-    taxa = np.unpackbits(root_side[..., None].view(np.uint8), axis=-1).sum(-1, dtype=np.int64)
+    the root, with the edge to it: 2 |R| - 1 (|R| = N - |sister| - |a| - |b|)."""
+    taxa = n_taxa - taxon_counts(triples).sum(-1)
     uses = 2 * taxa - 1
     uses[..., 0::3] = 1
     return uses

@@ -2,11 +2,11 @@
 edge and the conditional entry of every candidate subsplit pair of every node
 (vbpi_mix.trees.subsplits).
 
-The support's sorted key arrays (clades, entry keys, root splits) get open-addressing hash
-tables (Fibonacci hashing, linear probing, at most half full); a tree needs about a thousand
-lookups (DS1), which hashing answers faster than binary searches. One loop over trees
-replaces a dozen numpy passes (searchsorted, where) over `[B, N-2, 9]` arrays; the trees are
-shared among the threads.
+The support's sorted key arrays (clades and root splits as W-word bitsets, entry and parent
+keys as integers) get open-addressing hash tables (Fibonacci hashing, linear probing, at
+most half full); a tree needs about a thousand lookups (DS1), which hashing answers faster
+than binary searches. One loop over trees replaces a dozen numpy passes (searchsorted,
+where) over `[B, N-2, 9]` arrays; the trees are shared among the threads.
 """
 
 from __future__ import annotations
@@ -15,26 +15,36 @@ import numpy as np
 from numba import prange
 
 from vbpi_mix.compile_presets import compiled, compiled_in_parallel
-from vbpi_mix.trees.rootings import all_taxa
-
-_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio
+from vbpi_mix.trees.clade_words import (
+    fill_all_taxa,
+    hash_word,
+    hash_words,
+    same_clade,
+    split_side_into,
+)
 
 
 @compiled
 def hash_slots(keys: np.ndarray) -> np.ndarray:
-    """Hash table of the distinct `keys`: an int64 array of 2^k >= 2 len(keys) slots, each
-    holding the index of a key (at its hash slot or the next free one after it) or -1."""
+    """Hash table of the distinct `keys [n, W]` (clades, or integer keys as one uint64 word):
+    an int64 array of 2^k >= 2n slots, each holding the index of a key (at its hash slot or
+    the next free one after it) or -1."""
     bits = 1
-    while (1 << bits) < 2 * keys.size:
+    while (1 << bits) < 2 * keys.shape[0]:
         bits += 1
     slots = np.full(1 << bits, -1, dtype=np.int64)
     shift, mask = np.uint64(64 - bits), slots.size - 1
-    for i in range(keys.size):
-        slot = np.int64((np.uint64(keys[i]) * _MULTIPLIER) >> shift)
+    for i in range(keys.shape[0]):
+        slot = np.int64(hash_words(keys[i]) >> shift)
         while slots[slot] >= 0:
             slot = (slot + 1) & mask
         slots[slot] = i
     return slots
+
+
+def integer_key_slots(keys: np.ndarray) -> np.ndarray:
+    """hash_slots of non-negative int64 keys `[n]`, as one-word keys."""
+    return hash_slots(np.ascontiguousarray(keys, dtype=np.int64).view(np.uint64)[:, None])
 
 
 @compiled
@@ -48,12 +58,25 @@ def slot_shift(slots: np.ndarray) -> np.uint64:
 
 @compiled
 def key_position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> int:
-    """Index of `key` in `keys` (hashed into `slots`), or -1 where it is absent."""
+    """Index of the integer `key` in `keys [n]` (hashed into `slots` by integer_key_slots),
+    or -1 where it is absent."""
     mask = slots.size - 1
-    slot = np.int64((np.uint64(key) * _MULTIPLIER) >> shift)
+    slot = np.int64(hash_word(key) >> shift)
     while True:
         index = slots[slot]
         if index < 0 or keys[index] == key:
+            return index
+        slot = (slot + 1) & mask
+
+
+@compiled
+def clade_position(clades: np.ndarray, slots: np.ndarray, shift: np.uint64, clade) -> int:
+    """Index of `clade [W]` in `clades [Q, W]` (hashed into `slots`), or -1 where absent."""
+    mask = slots.size - 1
+    slot = np.int64(hash_words(clade) >> shift)
+    while True:
+        index = slots[slot]
+        if index < 0 or same_clade(clades[index], clade):
             return index
         slot = (slot + 1) & mask
 
@@ -72,29 +95,30 @@ def scoring_ids(
     b): the key (id(s) q + min(id(a), id(b))) q + max(id(a), id(b)) with q the number of
     clades, as subsplits._entry_keys builds it.
     """
-    n_trees, n_edges = edge_clades.shape
+    n_trees, n_edges, words = edge_clades.shape
     n_inner = triples.shape[1]
-    full = all_taxa(n_taxa)
-    q = np.int64(clades.size)
+    full = np.empty(words, dtype=np.uint64)
+    fill_all_taxa(n_taxa, full)
+    q = np.int64(clades.shape[0])
     clade_shift, entry_shift = slot_shift(clade_slots), slot_shift(entry_slots)
     root_shift = slot_shift(root_slots)
     root_ids = np.empty((n_trees, n_edges), dtype=np.int64)
     candidate_ids = np.empty((n_trees, n_inner, 9), dtype=np.int64)
     for b in prange(n_trees):
         candidates = candidate_ids[b]
+        side = np.empty(words, dtype=np.uint64)
         for e in range(n_edges):
-            below = edge_clades[b, e]
-            root_ids[b, e] = key_position(
-                root_splits, root_slots, root_shift, min(below, full ^ below)
-            )
+            split_side_into(edge_clades[b, e], full, n_taxa, side)
+            root_ids[b, e] = clade_position(root_splits, root_slots, root_shift, side)
         for v in range(n_inner):
             for slot in range(9):
                 candidates[v, slot] = -1
                 if not valid[b, v, slot]:
                     continue
-                sister = key_position(clades, clade_slots, clade_shift, triples[b, v, slot, 0])
-                side_a = key_position(clades, clade_slots, clade_shift, triples[b, v, slot, 1])
-                side_b = key_position(clades, clade_slots, clade_shift, triples[b, v, slot, 2])
+                triple = triples[b, v, slot]
+                sister = clade_position(clades, clade_slots, clade_shift, triple[0])
+                side_a = clade_position(clades, clade_slots, clade_shift, triple[1])
+                side_b = clade_position(clades, clade_slots, clade_shift, triple[2])
                 if sister < 0 or side_a < 0 or side_b < 0:
                     continue
                 key = (sister * q + min(side_a, side_b)) * q + max(side_a, side_b)

@@ -113,8 +113,8 @@ class BranchLengthModel(nn.Module):
             noise = torch.randn(n_components, size, generator=generator, dtype=torch.float64)
             return nn.Parameter(perturbation * noise)
 
-        self.split_mean = parameter(index.root_splits.size)
-        self.split_log_std = parameter(index.root_splits.size)
+        self.split_mean = parameter(index.n_root_splits)
+        self.split_log_std = parameter(index.n_root_splits)
         if features == "psp":
             self.psp_mean = parameter(index.n_entries)
             self.psp_log_std = parameter(index.n_entries)

@@ -52,7 +52,7 @@ class SBN(nn.Module):
     ) -> None:
         super().__init__()
         self.index = index
-        root = torch.zeros(n_components, index.root_splits.size, dtype=torch.float64)
+        root = torch.zeros(n_components, index.n_root_splits, dtype=torch.float64)
         entries = torch.zeros(n_components, index.n_entries, dtype=torch.float64)
         if init == "counts":
             root += torch.as_tensor(np.log(index.root_counts))

@@ -10,28 +10,8 @@ import numpy as np
 from numba import prange
 
 from vbpi_mix.compile_presets import compiled, compiled_in_parallel
-from vbpi_mix.trees.rootings import all_taxa
-from vbpi_mix.trees.support_lookup import key_position, slot_shift
-
-_UINT64_ONE = np.uint64(1)
-
-
-@compiled
-def _taxon_count(clade: np.uint64) -> int:
-    count = 0
-    while clade:
-        clade &= clade - _UINT64_ONE
-        count += 1
-    return count
-
-
-@compiled
-def _taxon_index(clade: np.uint64) -> int:
-    """Index of the single taxon in a one-taxon clade."""
-    index = 0
-    while not (clade >> np.uint64(index)) & _UINT64_ONE:
-        index += 1
-    return index
+from vbpi_mix.trees.clade_words import fill_all_taxa, first_taxon, taxon_count
+from vbpi_mix.trees.support_lookup import clade_position, key_position, slot_shift
 
 
 @compiled
@@ -97,25 +77,30 @@ def sample_parent_arrays(
     """
     n_trees = rows.size
     n_entries = entry_logits.shape[1]
-    n_clades = np.int64(clades.size)
+    n_clades, words = clades.shape
     clade_shift, parent_shift = slot_shift(clade_slots), slot_shift(parent_slots)
     root = 2 * n_taxa - 3
-    full = all_taxa(n_taxa)
+    full = np.empty(words, dtype=np.uint64)
+    fill_all_taxa(n_taxa, full)
     parents = np.empty((n_trees, root), dtype=np.int64)
     for i in prange(n_trees):  # each tree with its own stacks
         weights = np.empty(members.shape[1])
-        stack_clade = np.empty(n_taxa, dtype=np.uint64)
-        stack_sister = np.empty(n_taxa, dtype=np.uint64)
+        stack_clade = np.empty((n_taxa, words), dtype=np.uint64)
+        stack_sister = np.empty((n_taxa, words), dtype=np.uint64)
         stack_node = np.empty(n_taxa, dtype=np.int64)
+        clade = np.empty(words, dtype=np.uint64)
+        sister = np.empty(words, dtype=np.uint64)
+        rest = np.empty(words, dtype=np.uint64)  # the clade minus the drawn side
         row = rows[i]
         west = root_splits[_first_at_or_above(root_cumulative[row], root_uniforms[i])]
-        east = full ^ west
-        inner, other = (west, east) if _taxon_count(west) > 1 else (east, west)
+        for w in range(words):
+            rest[w] = full[w] ^ west[w]
+        inner, other = (west, rest) if taxon_count(west) > 1 else (rest, west)
         next_id = n_taxa
         stack_clade[0], stack_sister[0], stack_node[0] = inner, other, root
         depth = 1
-        if _taxon_count(other) == 1:
-            parents[i, _taxon_index(other)] = root
+        if taxon_count(other) == 1:
+            parents[i, first_taxon(other)] = root
         else:
             parents[i, next_id] = root
             stack_clade[1], stack_sister[1], stack_node[1] = other, inner, next_id
@@ -124,19 +109,24 @@ def sample_parent_arrays(
         k = 0
         while depth > 0:
             depth -= 1
-            clade, sister, node = stack_clade[depth], stack_sister[depth], stack_node[depth]
+            clade[:] = stack_clade[depth]
+            sister[:] = stack_sister[depth]
+            node = stack_node[depth]
             # the parent key of subsplits._parent_keys: sister id * Q + clade id
-            sister_id = key_position(clades, clade_slots, clade_shift, sister)
-            key = sister_id * n_clades + key_position(clades, clade_slots, clade_shift, clade)
+            sister_id = clade_position(clades, clade_slots, clade_shift, sister)
+            key = sister_id * n_clades + clade_position(clades, clade_slots, clade_shift, clade)
             family = key_position(parent_keys, parent_slots, parent_shift, key)
             entry = _draw_member(
                 members[family], entry_logits[row], n_entries, split_uniforms[i, k], weights
             )
             k += 1
             side = entry_child[entry]
-            for child, child_sister in ((side, clade ^ side), (clade ^ side, side)):
-                if _taxon_count(child) == 1:
-                    parents[i, _taxon_index(child)] = node
+            for w in range(words):
+                rest[w] = clade[w] ^ side[w]
+            for first in (True, False):  # (side, sister rest), then (rest, sister side)
+                child, child_sister = (side, rest) if first else (rest, side)
+                if taxon_count(child) == 1:
+                    parents[i, first_taxon(child)] = node
                 else:
                     parents[i, next_id] = node
                     stack_clade[depth], stack_sister[depth] = child, child_sister
