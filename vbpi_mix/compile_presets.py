@@ -21,6 +21,10 @@ import numba
 
 compiled = numba.njit(cache=True, nogil=True, error_model="numpy")
 compiled_in_parallel = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+# Small helpers called inside compiled loops (e.g. the clade-word operations), compiled into
+# each caller (numba inlining): called as separate functions, their arguments' reference counts
+# and the calls themselves cost more than the few word operations they do.
+compiled_into_caller = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 _KERNEL_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 kernel = numba.njit(cache=True, nogil=True, fastmath=_KERNEL_FASTMATH, error_model="numpy")

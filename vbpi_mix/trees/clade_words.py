@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vbpi_mix.compile_presets import compiled
+from vbpi_mix.compile_presets import compiled, compiled_into_caller
 
 WORD_BITS = 64
 _ONE = np.uint64(1)
@@ -28,46 +28,50 @@ def word_count(n_taxa: int) -> int:
 
 
 @compiled
-def fill_all_taxa(n_taxa: int, out: np.ndarray) -> None:
-    """Write the clade of taxa 0..N-1 into `out [W]`."""
-    out[:] = 0
+def all_taxa_row(n_taxa: int, words: int) -> np.ndarray:
+    """The clade of taxa 0..N-1 as a one-row table `[1, W]`."""
+    full = np.zeros((1, words), dtype=np.uint64)
     for taxon in range(n_taxa):
-        out[taxon >> 6] |= _ONE << np.uint64(taxon & 63)
+        add_taxon(full, 0, taxon)
+    return full
 
 
 def all_taxa(n_taxa: int, words: int) -> np.ndarray:
     """The clade of every taxon, `[W]`."""
-    out = np.empty(words, dtype=np.uint64)
-    fill_all_taxa(n_taxa, out)
-    return out
+    return all_taxa_row(n_taxa, words)[0]
 
 
-@compiled
-def add_taxon(clade: np.ndarray, taxon: int) -> None:
-    clade[taxon >> 6] |= _ONE << np.uint64(taxon & 63)
+# The compiled helpers name a clade by its table `[n, W]` and row rather than by a view of the
+# row: a view costs a reference count update, which in the lookup loops cost more than the
+# word arithmetic itself.
 
 
-@compiled
-def has_taxon(clade: np.ndarray, taxon: int) -> bool:
-    return (clade[taxon >> 6] >> np.uint64(taxon & 63)) & _ONE == _ONE
+@compiled_into_caller
+def add_taxon(clades: np.ndarray, row: int, taxon: int) -> None:
+    clades[row, taxon >> 6] |= _ONE << np.uint64(taxon & 63)
 
 
-@compiled
-def taxon_count(clade: np.ndarray) -> int:
+@compiled_into_caller
+def has_taxon(clades: np.ndarray, row: int, taxon: int) -> bool:
+    return (clades[row, taxon >> 6] >> np.uint64(taxon & 63)) & _ONE == _ONE
+
+
+@compiled_into_caller
+def taxon_count(clades: np.ndarray, row: int) -> int:
     count = 0
-    for w in range(clade.size):
-        word = clade[w]
+    for w in range(clades.shape[1]):
+        word = clades[row, w]
         while word:
             word &= word - _ONE
             count += 1
     return count
 
 
-@compiled
-def first_taxon(clade: np.ndarray) -> int:
+@compiled_into_caller
+def first_taxon(clades: np.ndarray, row: int) -> int:
     """The smallest taxon of a non-empty clade."""
-    for w in range(clade.size):
-        word = clade[w]
+    for w in range(clades.shape[1]):
+        word = clades[row, w]
         if word:
             index = 0
             while not (word >> np.uint64(index)) & _ONE:
@@ -76,36 +80,53 @@ def first_taxon(clade: np.ndarray) -> int:
     return -1
 
 
-@compiled
-def same_clade(a: np.ndarray, b: np.ndarray) -> bool:
-    for w in range(a.size):
-        if a[w] != b[w]:
+@compiled_into_caller
+def same_clade(a: np.ndarray, i: int, b: np.ndarray, j: int) -> bool:
+    for w in range(a.shape[1]):
+        if a[i, w] != b[j, w]:
             return False
     return True
 
 
-@compiled
+@compiled_into_caller
+def copy_clade(source: np.ndarray, i: int, target: np.ndarray, j: int) -> None:
+    for w in range(source.shape[1]):
+        target[j, w] = source[i, w]
+
+
+@compiled_into_caller
+def xor_clades(a: np.ndarray, i: int, b: np.ndarray, j: int, out: np.ndarray, k: int) -> None:
+    """out[k] = a[i] xor b[j]: the rest of a clade after taking a side from it."""
+    for w in range(a.shape[1]):
+        out[k, w] = a[i, w] ^ b[j, w]
+
+
+@compiled_into_caller
 def hash_word(word: np.uint64) -> np.uint64:
     """Fibonacci hash of one word (its top bits pick a slot)."""
     return np.uint64(word) * _MULTIPLIER
 
 
-@compiled
-def hash_words(clade: np.ndarray) -> np.uint64:
+@compiled_into_caller
+def hash_clade(clades: np.ndarray, row: int) -> np.uint64:
     """h <- hash_word(h xor word) over the words, so a one-word clade hashes as its word."""
     h = np.uint64(0)
-    for w in range(clade.size):
-        h = hash_word(h ^ clade[w])
+    for w in range(clades.shape[1]):
+        h = hash_word(h ^ clades[row, w])
     return h
 
 
-@compiled
-def split_side_into(clade: np.ndarray, full: np.ndarray, n_taxa: int, out: np.ndarray) -> None:
-    """The canonical side of the split {W, X minus W} into `out`: the smaller as an integer,
-    which is the side without taxon N-1 (that taxon is the top bit of the other)."""
-    complement = has_taxon(clade, n_taxa - 1)
-    for w in range(clade.size):
-        out[w] = full[w] ^ clade[w] if complement else clade[w]
+@compiled_into_caller
+def split_side_into(
+    clades: np.ndarray, row: int, full: np.ndarray, n_taxa: int, out: np.ndarray, k: int
+) -> None:
+    """The canonical side of the split {W, X minus W} into out[k] (`full`: X as `[1, W]`):
+    the smaller as an integer, which is the side without taxon N-1 (that taxon is the top bit
+    of the other)."""
+    if has_taxon(clades, row, n_taxa - 1):
+        xor_clades(full, 0, clades, row, out, k)
+    else:
+        copy_clade(clades, row, out, k)
 
 
 def from_ints(values, words: int) -> np.ndarray:

@@ -163,29 +163,30 @@ def build_subsplit_index(
     parents = np.asarray(parents, dtype=np.int64).reshape(-1, 2 * n_taxa - 3)
     weights = np.asarray(weights, dtype=np.float64)
     n_edges = 2 * n_taxa - 3
-    chunk = max(16, 256 // words)  # the triples of a chunk: 27 (N-2) W words per tree
+    chunk = max(16, 256 // words)  # a chunk's triples: 27 (N-2) W words per tree
     roots, root_w, triples_all, triple_w = [], [], [], []
-    for start in range(0, parents.shape[0], chunk):
+    for start in range(0, parents.shape[0], chunk):  # each chunk's distinct rows kept, summed
         structure = rooting_structure(parents[start : start + chunk], n_taxa, words)
         w = weights[start : start + chunk] / n_edges
-        roots.append(split_sides(structure.edge_clades, n_taxa).reshape(-1, words))
-        root_w.append(np.repeat(w, n_edges))
+        sides = split_sides(structure.edge_clades, n_taxa).reshape(-1, words)
+        rows, row_weights = _summed(sides, np.repeat(w, n_edges))
+        roots.append(rows)
+        root_w.append(row_weights)
         valid = structure.valid
-        triples_all.append(structure.triples[valid])
-        triple_w.append((_rootings_using(structure.triples, n_taxa) * w[:, None, None])[valid])
-    root_splits, root_inverse = unique_clades(np.concatenate(roots))
-    root_weights = np.concatenate(root_w)
-    root_counts = np.bincount(root_inverse, root_weights, minlength=root_splits.shape[0])
-
-    triples = np.concatenate(triples_all)  # [K, 3, W]: sister, a, b
-    swap = integer_less(triples[:, 2], triples[:, 1])  # sides in integer order: a < b
-    triples[swap, 1:] = triples[swap, 2:0:-1]
+        uses = (_rootings_using(structure.triples, n_taxa) * w[:, None, None])[valid]
+        chunk_triples = _sides_in_order(structure.triples[valid])
+        rows, row_weights = _summed(chunk_triples.reshape(-1, 3 * words), uses)
+        triples_all.append(rows)
+        triple_w.append(row_weights)
+    root_splits, root_counts = _summed(np.concatenate(roots), np.concatenate(root_w))
+    triples, triple_weights = _summed(np.concatenate(triples_all), np.concatenate(triple_w))
+    triples = triples.reshape(-1, 3, words)  # [K, 3, W]: sister, a < b
     clade_of = triples[:, 1] | triples[:, 2]
     clades, _ = unique_clades(np.concatenate([triples.reshape(-1, words), clade_of]))
     q = np.int64(clades.shape[0])
     s_id, a_id, b_id = (clade_ids(clades, triples[:, i]) for i in range(3))
     entry_keys, entry_inverse, first = _unique_with_first(_entry_keys(s_id, a_id, b_id, q))
-    entry_counts = np.bincount(entry_inverse, np.concatenate(triple_w), minlength=entry_keys.size)
+    entry_counts = np.bincount(entry_inverse, triple_weights, minlength=entry_keys.size)
     c_id = clade_ids(clades, clade_of)
     parent_keys, entry_parent = np.unique(_parent_keys(s_id, c_id, q)[first], return_inverse=True)
     side_a = clades[a_id[first]]  # sides were sorted, so a is the smaller; the other is C ^ a
@@ -212,6 +213,21 @@ def _rootings_using(triples: np.ndarray, n_taxa: int) -> np.ndarray:
     uses = 2 * taxa - 1
     uses[..., 0::3] = 1
     return uses
+
+
+def _sides_in_order(triples: np.ndarray) -> np.ndarray:
+    """(sister, a, b) triples `[K, 3, W]` with the two sides in integer order, a < b."""
+    swap = integer_less(triples[:, 2], triples[:, 1])
+    triples[swap, 1:] = triples[swap, 2:0:-1]
+    return triples
+
+
+def _summed(rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows `[n, m]` of uint64 words (in the integer order of clade_words) and
+    the summed weight of each: a support's trees repeat most clades and triples, so keeping
+    each chunk's distinct rows bounds the memory by the support's size, not T (N-2) 27."""
+    distinct, inverse = unique_clades(rows)
+    return distinct, np.bincount(inverse, weights, minlength=distinct.shape[0])
 
 
 def _unique_with_first(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,9 +16,9 @@ from numba import prange
 
 from vbpi_mix.compile_presets import compiled, compiled_in_parallel
 from vbpi_mix.trees.clade_words import (
-    fill_all_taxa,
+    all_taxa_row,
+    hash_clade,
     hash_word,
-    hash_words,
     same_clade,
     split_side_into,
 )
@@ -35,7 +35,7 @@ def hash_slots(keys: np.ndarray) -> np.ndarray:
     slots = np.full(1 << bits, -1, dtype=np.int64)
     shift, mask = np.uint64(64 - bits), slots.size - 1
     for i in range(keys.shape[0]):
-        slot = np.int64(hash_words(keys[i]) >> shift)
+        slot = np.int64(hash_clade(keys, i) >> shift)
         while slots[slot] >= 0:
             slot = (slot + 1) & mask
         slots[slot] = i
@@ -70,13 +70,16 @@ def key_position(keys: np.ndarray, slots: np.ndarray, shift: np.uint64, key) -> 
 
 
 @compiled
-def clade_position(clades: np.ndarray, slots: np.ndarray, shift: np.uint64, clade) -> int:
-    """Index of `clade [W]` in `clades [Q, W]` (hashed into `slots`), or -1 where absent."""
+def clade_position(
+    clades: np.ndarray, slots: np.ndarray, shift: np.uint64, table: np.ndarray, row: int
+) -> int:
+    """Index of the clade `table[row]` in `clades [Q, W]` (hashed into `slots`), or -1 where
+    it is absent."""
     mask = slots.size - 1
-    slot = np.int64(hash_words(clade) >> shift)
+    slot = np.int64(hash_clade(table, row) >> shift)
     while True:
         index = slots[slot]
-        if index < 0 or same_clade(clades[index], clade):
+        if index < 0 or same_clade(clades, index, table, row):
             return index
         slot = (slot + 1) & mask
 
@@ -97,8 +100,9 @@ def scoring_ids(
     """
     n_trees, n_edges, words = edge_clades.shape
     n_inner = triples.shape[1]
-    full = np.empty(words, dtype=np.uint64)
-    fill_all_taxa(n_taxa, full)
+    full = all_taxa_row(n_taxa, words)
+    edge_rows = edge_clades.reshape((n_trees * n_edges, words))
+    triple_rows = triples.reshape((n_trees * n_inner * 27, words))  # as rootings writes them
     q = np.int64(clades.shape[0])
     clade_shift, entry_shift = slot_shift(clade_slots), slot_shift(entry_slots)
     root_shift = slot_shift(root_slots)
@@ -106,19 +110,19 @@ def scoring_ids(
     candidate_ids = np.empty((n_trees, n_inner, 9), dtype=np.int64)
     for b in prange(n_trees):
         candidates = candidate_ids[b]
-        side = np.empty(words, dtype=np.uint64)
+        side = np.empty((1, words), dtype=np.uint64)
         for e in range(n_edges):
-            split_side_into(edge_clades[b, e], full, n_taxa, side)
-            root_ids[b, e] = clade_position(root_splits, root_slots, root_shift, side)
+            split_side_into(edge_rows, b * n_edges + e, full, n_taxa, side, 0)
+            root_ids[b, e] = clade_position(root_splits, root_slots, root_shift, side, 0)
         for v in range(n_inner):
             for slot in range(9):
                 candidates[v, slot] = -1
                 if not valid[b, v, slot]:
                     continue
-                triple = triples[b, v, slot]
-                sister = clade_position(clades, clade_slots, clade_shift, triple[0])
-                side_a = clade_position(clades, clade_slots, clade_shift, triple[1])
-                side_b = clade_position(clades, clade_slots, clade_shift, triple[2])
+                row = ((b * n_inner + v) * 9 + slot) * 3
+                sister = clade_position(clades, clade_slots, clade_shift, triple_rows, row)
+                side_a = clade_position(clades, clade_slots, clade_shift, triple_rows, row + 1)
+                side_b = clade_position(clades, clade_slots, clade_shift, triple_rows, row + 2)
                 if sister < 0 or side_a < 0 or side_b < 0:
                     continue
                 key = (sister * q + min(side_a, side_b)) * q + max(side_a, side_b)

@@ -10,7 +10,13 @@ import numpy as np
 from numba import prange
 
 from vbpi_mix.compile_presets import compiled, compiled_in_parallel
-from vbpi_mix.trees.clade_words import fill_all_taxa, first_taxon, taxon_count
+from vbpi_mix.trees.clade_words import (
+    all_taxa_row,
+    copy_clade,
+    first_taxon,
+    taxon_count,
+    xor_clades,
+)
 from vbpi_mix.trees.support_lookup import clade_position, key_position, slot_shift
 
 
@@ -80,56 +86,56 @@ def sample_parent_arrays(
     n_clades, words = clades.shape
     clade_shift, parent_shift = slot_shift(clade_slots), slot_shift(parent_slots)
     root = 2 * n_taxa - 3
-    full = np.empty(words, dtype=np.uint64)
-    fill_all_taxa(n_taxa, full)
+    full = all_taxa_row(n_taxa, words)
     parents = np.empty((n_trees, root), dtype=np.int64)
     for i in prange(n_trees):  # each tree with its own stacks
         weights = np.empty(members.shape[1])
         stack_clade = np.empty((n_taxa, words), dtype=np.uint64)
         stack_sister = np.empty((n_taxa, words), dtype=np.uint64)
         stack_node = np.empty(n_taxa, dtype=np.int64)
-        clade = np.empty(words, dtype=np.uint64)
-        sister = np.empty(words, dtype=np.uint64)
-        rest = np.empty(words, dtype=np.uint64)  # the clade minus the drawn side
+        work = np.empty((3, words), dtype=np.uint64)  # root sides; then a drawn side, the rest
         row = rows[i]
-        west = root_splits[_first_at_or_above(root_cumulative[row], root_uniforms[i])]
-        for w in range(words):
-            rest[w] = full[w] ^ west[w]
-        inner, other = (west, rest) if taxon_count(west) > 1 else (rest, west)
+        west = _first_at_or_above(root_cumulative[row], root_uniforms[i])
+        copy_clade(root_splits, west, work, 0)
+        xor_clades(full, 0, root_splits, west, work, 2)
+        inner, other = (0, 2) if taxon_count(work, 0) > 1 else (2, 0)
         next_id = n_taxa
-        stack_clade[0], stack_sister[0], stack_node[0] = inner, other, root
+        copy_clade(work, inner, stack_clade, 0)
+        copy_clade(work, other, stack_sister, 0)
+        stack_node[0] = root
         depth = 1
-        if taxon_count(other) == 1:
-            parents[i, first_taxon(other)] = root
+        if taxon_count(work, other) == 1:
+            parents[i, first_taxon(work, other)] = root
         else:
             parents[i, next_id] = root
-            stack_clade[1], stack_sister[1], stack_node[1] = other, inner, next_id
+            copy_clade(work, other, stack_clade, 1)
+            copy_clade(work, inner, stack_sister, 1)
+            stack_node[1] = next_id
             next_id += 1
             depth = 2
         k = 0
         while depth > 0:
             depth -= 1
-            clade[:] = stack_clade[depth]
-            sister[:] = stack_sister[depth]
             node = stack_node[depth]
             # the parent key of subsplits._parent_keys: sister id * Q + clade id
-            sister_id = clade_position(clades, clade_slots, clade_shift, sister)
-            key = sister_id * n_clades + clade_position(clades, clade_slots, clade_shift, clade)
+            sister_id = clade_position(clades, clade_slots, clade_shift, stack_sister, depth)
+            clade_id = clade_position(clades, clade_slots, clade_shift, stack_clade, depth)
+            key = sister_id * n_clades + clade_id
             family = key_position(parent_keys, parent_slots, parent_shift, key)
             entry = _draw_member(
                 members[family], entry_logits[row], n_entries, split_uniforms[i, k], weights
             )
             k += 1
-            side = entry_child[entry]
-            for w in range(words):
-                rest[w] = clade[w] ^ side[w]
-            for first in (True, False):  # (side, sister rest), then (rest, sister side)
-                child, child_sister = (side, rest) if first else (rest, side)
-                if taxon_count(child) == 1:
-                    parents[i, first_taxon(child)] = node
+            # the drawn side and the rest of the clade, before the children overwrite its row
+            copy_clade(entry_child, entry, work, 1)
+            xor_clades(stack_clade, depth, entry_child, entry, work, 2)
+            for child, sister in ((1, 2), (2, 1)):  # the drawn side, then the rest
+                if taxon_count(work, child) == 1:
+                    parents[i, first_taxon(work, child)] = node
                 else:
                     parents[i, next_id] = node
-                    stack_clade[depth], stack_sister[depth] = child, child_sister
+                    copy_clade(work, child, stack_clade, depth)
+                    copy_clade(work, sister, stack_sister, depth)
                     stack_node[depth] = next_id
                     next_id += 1
                     depth += 1
