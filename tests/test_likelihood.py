@@ -14,6 +14,7 @@ from vbpi_mix.io.tree_files import parse_tree_text, read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood, Workspace, pruning_log_likelihood
 from vbpi_mix.phylo.models import GTR, HKY, JC69, K80, SubstitutionModel, build_model
+from vbpi_mix.phylo.pattern_loops import RESCALE_RANGE
 from vbpi_mix.phylo.reference_pruning import reference_log_likelihood
 from vbpi_mix.phylo.schedule import build_schedule
 from vbpi_mix.phylo.simulate import simulate_sequences
@@ -397,17 +398,18 @@ KERNEL_PATHS = pytest.mark.parametrize("model", [JC69(), K80(3.0)], ids=["jc-pai
 
 @KERNEL_PATHS
 def test_outside_vectors_rescaled_below_unrescaled_inside_vectors(model):
-    """80 taxa in root subtrees of 16, 32 and 32 tips, long branches, random states: every
-    message is about 1/4, so inside vectors stay above 2^-128 (at most 4^-32) while outside
-    vectors fall below it (the 16-tip subtree's top, 4^-65, and the other subtrees' nodes
-    with fewer than 16 tips below): the outside pass must work out its own n_p / site at
-    those nodes and may reuse the root's elsewhere. Value and gradient against the
-    reference recursion (site likelihoods about 4^-80, within double range)."""
+    """160 taxa in root subtrees of 32, 64 and 64 tips, long branches, random states: every
+    message is about 1/4, so inside vectors stay above the rescaling range's 2^-256 (at most
+    4^-64) while outside vectors fall below it (the 32-tip subtree's top, 4^-129, and the
+    other subtrees' nodes with fewer than 32 tips below): the outside pass must work out its
+    own n_p / site at those nodes and may reuse the root's elsewhere. Value and gradient
+    against the reference recursion (site likelihoods about 4^-160, within double range)."""
+    assert RESCALE_RANGE[0] == 4.0**-128  # the design above
     rng = np.random.default_rng(16)
-    parents = balanced_parents((16, 32, 32))
-    records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 30))) for i in range(80)]
+    parents = balanced_parents((32, 64, 64))
+    records = [(f"t{i}", "".join(rng.choice(list("ACGT"), 30))) for i in range(160)]
     alignment = Alignment.from_sequences(records)
-    lengths = torch.as_tensor(rng.uniform(1.5, 2.5, (1, 157))).requires_grad_()
+    lengths = torch.as_tensor(rng.uniform(1.5, 2.5, (1, 317))).requires_grad_()
     value = TreeLikelihood(alignment, model)(parents[None], lengths)
     (gradient,) = torch.autograd.grad(value.sum(), lengths)
     reference_lengths = lengths.detach()[0].clone().requires_grad_()

@@ -6,7 +6,7 @@ Likelihood (inside pass), for each tree its nodes children first (see
 vbpi_mix.phylo.schedule):
 
     L_u = (P_e1 L_c1) * (P_e2 L_c2),        rescaled per pattern by its maximum
-                                            when a pattern leaves [2^-128, 2^128].
+                                            when a pattern leaves [2^-256, 2^256].
 
 At the trifurcating root, site_p = sum_c w_c sum_i pi_i prod_k (P_ek L_k)[c, i, p] and
 log L = sum_p n_p (log site_p + sum of the log scale factors of the tree's nodes).

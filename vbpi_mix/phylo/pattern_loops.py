@@ -11,11 +11,15 @@ import numpy as np
 from vbpi_mix.compile_presets import kernel
 
 TINY = np.finfo(np.float64).tiny
-# A node's vector is rescaled only when some pattern's largest entry leaves [2^-128, 2^128].
-# Vectors left as they are keep every pattern's maximum at 2^-128 or more, so a product of two
-# (at the root three) messages starts from 2^-384 times the transition probabilities along
-# the way, far above float64's smallest normal number, 2^-1022.
-RESCALE_RANGE = (2.0**-128, 2.0**128)
+# A node's vector is rescaled only when some pattern's largest entry leaves [2^-256, 2^256].
+# Vectors left as they are keep every pattern's maximum at 2^-256 or more, so a product of two
+# (at the root three) messages starts from 2^-768 times the transition probabilities along
+# the way (a message's largest entry is at least P_ii(t) >= pi_i times its vector's), above
+# float64's smallest normal number, 2^-1022, for any base frequency over 2^-80; at most
+# 2^768 above. Rescaling is the kernels' slow path (every node of the tree then works out its
+# own site likelihood in the outside pass), so the range is as wide as that allows: a
+# 128-taxon alignment whose sites average -154 nats (2^-222) then needs no rescaling.
+RESCALE_RANGE = (2.0**-256, 2.0**256)
 
 
 @kernel
