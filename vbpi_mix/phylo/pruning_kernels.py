@@ -266,49 +266,76 @@ def _vector(tips, scratch, row, first_row):
 @kernel
 def _tree_log_likelihood(
     tips, scratch, transitions, child_rows, child_edges, root_rows, root_edges, frequencies,
-    weights, pattern_weights, first_row, messages, site, rescale_range,
+    weights, pattern_weights, first_row, messages, site, rescale_range, scales, rescaled,
 ):  # fmt: skip
-    """log L of one tree, and whether any of its vectors was rescaled: its internal vectors
-    into `scratch` (children first, each rescaled when out of range), then sum_p n_p (log
-    site_p + log scale factors), site_p = sum_c w_c sum_i pi_i prod_k (P_ek L_k)[c, i, p]
-    over the three root children (left in `site`)."""
+    """log L of one tree: its internal vectors into `scratch` (children first, each rescaled
+    when out of range: rescaled[j] set and its per-pattern multipliers kept in scales[j]),
+    then sum_p n_p (log site_p + log scale factors), site_p = sum_c w_c sum_i pi_i prod_k
+    (P_ek L_k)[c, i, p] over the three root children (left in `site`)."""
     n_taxa = tips.shape[0]
-    log_scale, rescaled = 0.0, False
+    log_scale = 0.0
     for j in range(scratch.shape[0]):
         k = first_row - n_taxa + j
-        if _product_of_messages(
+        rescaled[j] = _product_of_messages(
             transitions[child_edges[k, 0]], _vector(tips, scratch, child_rows[k, 0], first_row),
             transitions[child_edges[k, 1]], _vector(tips, scratch, child_rows[k, 1], first_row),
             scratch[j], site, rescale_range,
-        ):  # fmt: skip
+        )  # fmt: skip
+        if rescaled[j]:
             log_scale += _rescale(scratch[j], site, pattern_weights)
-            rescaled = True
+            scales[j] = site  # _rescale leaves the multipliers 1 / maximum there
     for k in range(3):
         vector = _vector(tips, scratch, root_rows[k], first_row)
         _message(transitions[root_edges[k]], vector, messages[k])
     _site(messages[0], messages[1], messages[2], frequencies, weights, site)
-    return _weighted_log_sum(site, pattern_weights) + log_scale, rescaled
+    return _weighted_log_sum(site, pattern_weights) + log_scale
 
 
-# Without rescaling, every node's site_u(p) = sum_c w_c sum_i D_u L_u equals the root's
-# site(p) (push D_u up one edge at a time), so the outside pass reuses the root's coefficient
-# n_p / site(p); a node works out its own (a fifth of its cost) only where a vector
-# it reads carries scale factors that the root's site does not: the whole tree when an
-# inside vector was rescaled, the subtree below a rescaled D otherwise.
+# Every node's site_u(p) = sum_c w_c sum_i D_u L_u equals the root's site(p) (push D_u up one
+# edge at a time), so the outside pass needs only the root's coefficient n_p / site(p), up to
+# the scale factors of the vectors a node reads. Computed from rescaled vectors, site_u
+# carries every inside multiplier s_w except those of u and its ancestors (their inside
+# vectors are not in D_u or u's children's messages), and the outside multipliers t_a of D
+# on the path from the root to u; so the coefficient of u is its parent's times s_u / t_u:
+#     c_u(p) = c_parent(u)(p) s_u(p) / t_u(p),   c_root = n_p / site(p).
+# A node whose vectors were not rescaled shares its parent's row of coefficients.
+
+
+@kernel
+def _child_coefficient(
+    coefficients, source, parent_row, child, scales, inside_rescaled, outside, outside_rescaled
+):  # fmt: skip
+    """Point source[child] at its row of `coefficients`: its parent's row (`parent_row`)
+    when neither of its vectors was rescaled, else its own, c_parent * s_child / t_child
+    (`scales[child]`: the inside multipliers; `outside`: the multipliers of its D)."""
+    if not (inside_rescaled[child] or outside_rescaled):
+        source[child] = parent_row
+        return
+    parent, own = coefficients[parent_row], coefficients[child]
+    for p in range(own.size):
+        value = parent[p]
+        if inside_rescaled[child]:
+            value *= scales[child, p]
+        if outside_rescaled:
+            value /= outside[p]
+        own[p] = value
+    source[child] = child
 
 
 @kernel
 def _root_gradient(
     tips, scratch, grad_transitions, grad_frequencies, grad_weights, transitions, root_rows,
-    root_edges, frequencies, weights, pattern_weights, first_row, messages, coefficient,
-    maximum, own_site, rescale_range,
+    root_edges, frequencies, weights, pattern_weights, first_row, messages, coefficients,
+    source, scales, inside_rescaled, maximum, rescale_range,
 ):  # fmt: skip
     """Root stage of one tree (`messages` hold its three root messages from the likelihood,
-    `coefficient` n_p / site(p)): gradients of the three root edges (U of root child k: pi
-    times the other two messages), of pi and of the category weights (`[4]`, `[C]`), and D
-    for internal root children, written over their inside vectors in the pass that reads
-    them for the edge gradient (own_site[j] set where that D was rescaled)."""
+    the last row of `coefficients` n_p / site(p)): gradients of the three root edges (U of
+    root child k: pi times the other two messages), of pi and of the category weights
+    (`[4]`, `[C]`), and D for internal root children, written over their inside vectors in
+    the pass that reads them for the edge gradient, with their coefficient rows."""
     n_categories, _, n_patterns = messages.shape[1:]
+    root_row = coefficients.shape[0] - 1
+    coefficient = coefficients[root_row]
     for c in range(n_categories):
         for i in range(4):
             m0, m1, m2 = messages[0, c, i], messages[1, c, i], messages[2, c, i]
@@ -321,12 +348,17 @@ def _root_gradient(
         first, second = messages[1 if k == 0 else 0], messages[1 if k == 2 else 2]
         below = _vector(tips, scratch, root_rows[k], first_row)
         internal = root_rows[k] >= tips.shape[0]
-        if _edge_gradient(
+        rescaled = _edge_gradient(
             transitions[root_edges[k]], first, second, frequencies, below, coefficient, weights,
             grad_transitions[root_edges[k]], maximum, internal, rescale_range,
-        ):  # fmt: skip
+        )  # fmt: skip
+        if rescaled:
             _rescale(below, maximum, pattern_weights)
-            own_site[root_rows[k] - first_row] = True
+        if internal:
+            _child_coefficient(
+                coefficients, source, root_row, root_rows[k] - first_row, scales,
+                inside_rescaled, maximum, rescaled,
+            )  # fmt: skip
 
 
 @kernel
@@ -373,24 +405,18 @@ _child_gradients = _by_matrix_kind(_general_child_gradients, _jukes_cantor_child
 @kernel
 def _node_gradient(
     tips, scratch, grad_transitions, transitions, j, child_rows, child_edges, weights,
-    pattern_weights, first_row, messages, ones, root_coefficient, own_coefficient, maximum,
-    own_site, rescale_range,
+    pattern_weights, first_row, messages, ones, coefficients, source, scales, inside_rescaled,
+    maximum, rescale_range,
 ):  # fmt: skip
     """Internal node in scratch row j, whose row holds D_u: the edge gradients of both
     children, and D for internal children, written over their inside vectors (rescaled where
-    out of range)."""
+    out of range), with their coefficient rows."""
     n_taxa = tips.shape[0]
     k = first_row - n_taxa + j
     down = scratch[j]
     row0, row1 = child_rows[k, 0], child_rows[k, 1]
     edge0, edge1 = child_edges[k, 0], child_edges[k, 1]
-    coefficient = root_coefficient
-    if own_site[j]:
-        coefficient = own_coefficient
-        _message(transitions[edge0], _vector(tips, scratch, row0, first_row), messages[0])
-        _message(transitions[edge1], _vector(tips, scratch, row1, first_row), messages[1])
-        _site(down, messages[0], messages[1], ones, weights, coefficient)
-        _coefficient(coefficient, pattern_weights, coefficient)
+    coefficient = coefficients[source[j]]
     rescale = _child_gradients(
         transitions[edge0], transitions[edge1], tips, scratch, first_row, row0, row1, down,
         coefficient, weights, grad_transitions[edge0], grad_transitions[edge1], messages, ones,
@@ -401,7 +427,10 @@ def _node_gradient(
         if row >= n_taxa:
             if rescale[s]:
                 _rescale(scratch[row - first_row], maximum, pattern_weights)
-            own_site[row - first_row] = own_site[j] or rescale[s]
+            _child_coefficient(
+                coefficients, source, source[j], row - first_row, scales, inside_rescaled,
+                maximum, rescale[s],
+            )  # fmt: skip
 
 
 @kernel_in_parallel
@@ -421,30 +450,30 @@ def log_likelihoods(
         local = scratch[block]
         messages = np.empty((3, n_categories, 4, n_patterns))
         ones = np.ones(4)
-        root_coefficient = np.empty(n_patterns)
-        own_coefficient = np.empty(n_patterns)
         maximum = np.empty(n_patterns)
-        own_site = np.empty(n_inner, dtype=np.bool_)
+        scales = np.empty((n_inner, n_patterns))  # inside multipliers of rescaled vectors
+        inside_rescaled = np.empty(n_inner, dtype=np.bool_)
+        coefficients = np.empty((n_inner + 1, n_patterns))  # last row: the root's
+        source = np.empty(n_inner, dtype=np.int64)  # each node's row of coefficients
         for b in range(block * n_trees // n_blocks, (block + 1) * n_trees // n_blocks):
             first_row = n_taxa + b * n_inner
-            log_likelihood[b], rescaled = _tree_log_likelihood(
+            log_likelihood[b] = _tree_log_likelihood(
                 tips, local, transitions, child_rows, child_edges, root_child_rows[b],
                 root_child_edges[b], frequencies, weights, pattern_weights, first_row,
-                messages, maximum, rescale_range,
+                messages, maximum, rescale_range, scales, inside_rescaled,
             )  # fmt: skip
             if not with_gradient:
                 continue
-            _coefficient(maximum, pattern_weights, root_coefficient)  # maximum: the root's site
-            own_site[:] = rescaled
+            _coefficient(maximum, pattern_weights, coefficients[n_inner])  # maximum: site
             _root_gradient(
                 tips, local, grad_transitions, grad_frequencies[b], grad_weights[b],
                 transitions, root_child_rows[b], root_child_edges[b], frequencies, weights,
-                pattern_weights, first_row, messages, root_coefficient, maximum, own_site,
-                rescale_range,
+                pattern_weights, first_row, messages, coefficients, source, scales,
+                inside_rescaled, maximum, rescale_range,
             )  # fmt: skip
             for j in range(n_inner - 1, -1, -1):
                 _node_gradient(
                     tips, local, grad_transitions, transitions, j, child_rows, child_edges,
-                    weights, pattern_weights, first_row, messages, ones, root_coefficient,
-                    own_coefficient, maximum, own_site, rescale_range,
+                    weights, pattern_weights, first_row, messages, ones, coefficients, source,
+                    scales, inside_rescaled, maximum, rescale_range,
                 )  # fmt: skip
