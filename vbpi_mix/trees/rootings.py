@@ -46,7 +46,8 @@ def rooting_structure(parents: np.ndarray, n_taxa: int, words: int):
     back_slots = np.empty((n_trees, n_inner, 3), dtype=np.int64)
     order = np.empty((n_trees, n_inner), dtype=np.int64)
     edge_rows = edge_clades.reshape((n_trees * n_edges, words))
-    triple_rows = triples.reshape((n_trees * n_inner * 27, words))  # ((b N2 + v) 9 + slot) 3 + j
+    # triple j of candidate `slot` of node v of tree b: row ((b (N-2) + v) 9 + slot) 3 + j
+    triple_rows = triples.reshape((n_trees * n_inner * 27, words))
     for b in prange(n_trees):  # each tree with its own small buffers
         clade = np.zeros((2 * n - 2, words), dtype=np.uint64)
         neighbours = all_neighbours[b]
