@@ -7,8 +7,8 @@ everywhere: the smaller side of a split, the sorted clade table. As the top word
 that order, a clade with zero words added on top keeps its place, which is what lets a
 support built with more words than it needs give the same ids.
 
-The compiled helpers work on one clade (a `[W]` view) inside the compiled walks; the numpy
-helpers on `[..., W]` arrays when a support is built.
+The compiled helpers work on one clade, named by its table `[n, W]` and row, inside the
+compiled walks; the numpy helpers on `[..., W]` arrays when a support is built.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def all_taxa(n_taxa: int, words: int) -> np.ndarray:
 
 
 # The compiled helpers name a clade by its table `[n, W]` and row rather than by a view of the
-# row: a view costs a reference count update, which in the lookup loops cost more than the
+# row: a view costs a reference count update, which in the lookup loops costs more than the
 # word arithmetic itself.
 
 

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.trees.clade_words import (
     clade_ids,
     integer_less,
@@ -184,6 +185,8 @@ def build_subsplit_index(
     clade_of = triples[:, 1] | triples[:, 2]
     clades, _ = unique_clades(np.concatenate([triples.reshape(-1, words), clade_of]))
     q = np.int64(clades.shape[0])
+    if int(q) ** 3 >= 2**63:  # entry keys (s q + a) q + b are int64
+        raise VbpiMixError(f"the support has {q} distinct clades; at most 2,097,151 fit")
     s_id, a_id, b_id = (clade_ids(clades, triples[:, i]) for i in range(3))
     entry_keys, entry_inverse, first = _unique_with_first(_entry_keys(s_id, a_id, b_id, q))
     entry_counts = np.bincount(entry_inverse, triple_weights, minlength=entry_keys.size)
@@ -205,7 +208,7 @@ def build_subsplit_index(
 
 
 def _rootings_using(triples: np.ndarray, n_taxa: int) -> np.ndarray:
-    """How many of a tree's rootings use each candidate (sister, a, b) `[..., 9, 3]` of a
+    """How many of a tree's rootings use each candidate (sister, a, b) `[..., 9, 3, W]` of a
     node: one for choice 0 (the rooting on the edge to its neighbour); for choices 1 and 2
     the edges on the neighbour's third side R = X minus (sister, a, b), the side leading to
     the root, with the edge to it: 2 |R| - 1 (|R| = N - |sister| - |a| - |b|)."""
