@@ -21,6 +21,7 @@ from tests.conftest import EXAMPLE_FASTA, EXAMPLE_TREE, REPO_ROOT
 from vbpi_mix import cli
 from vbpi_mix.cli import main
 from vbpi_mix.errors import VbpiMixError
+from vbpi_mix.inference.runs import ModelConfig
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import load_alignment
 from vbpi_mix.trees.conversions import topology_from_dendropy
@@ -105,6 +106,23 @@ def test_loglik_json_many_trees_and_models(tmp_path, capsys):
     assert main(["loglik", str(EXAMPLE_FASTA), str(trees), "--json", "--quiet", *args]) == 0
     gtr = json.loads(capsys.readouterr().out)
     assert gtr[0]["log_likelihood"] != pytest.approx(jc[0]["log_likelihood"], abs=1e-3)
+
+
+def test_freqs_empirical_is_the_counted_frequencies_in_loglik_and_in_a_fit_config(capsys):
+    """`--freqs empirical` gives loglik the same value as the counted numbers typed in, and a
+    fit's model reads them from its alignment, labelled +F as IQ-TREE writes it."""
+    counted = load_alignment(EXAMPLE_FASTA).empirical_frequencies()
+    base = ["loglik", str(EXAMPLE_FASTA), str(EXAMPLE_TREE), "--quiet", "--model", "HKY"]
+    assert main([*base, "--freqs", "empirical"]) == 0
+    empirical = capsys.readouterr().out
+    assert main([*base, "--freqs", ",".join(repr(f) for f in counted)]) == 0
+    typed = capsys.readouterr().out
+    assert float(empirical.split()[1]) == pytest.approx(float(typed.split()[1]), abs=1e-9)
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), substitution_model="GTR",
+                        frequencies="empirical", gamma_categories=4, alpha=0.5)  # fmt: skip
+    assert model.model_label() == "GTR+F+G4"
+    frequencies = model.substitution(load_alignment(EXAMPLE_FASTA)).frequencies
+    torch.testing.assert_close(frequencies, torch.tensor(counted, dtype=torch.float64))
 
 
 def test_loglik_reads_nexus_trees_with_translate_block(tmp_path, capsys):

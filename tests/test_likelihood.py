@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -464,3 +466,54 @@ def test_a_batch_gives_each_tree_its_own_value_and_gradient():
         value, gradient = value_and_gradient(parents[b : b + 1], lengths[b : b + 1], upstream[b])
         torch.testing.assert_close(batch_value[b : b + 1], value, rtol=1e-14, atol=0)
         torch.testing.assert_close(batch_gradient[b : b + 1], gradient, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(shutil.which("iqtree2") is None, reason="IQ-TREE 2 (iqtree2) not installed")
+def test_empirical_frequencies_and_their_likelihood_are_iqtree_plus_f(tmp_path):
+    """--freqs empirical is IQ-TREE's +F: on an alignment with ambiguity codes and gaps, the
+    counted frequencies (IQ-TREE prints four decimals) and the HKY log-likelihood of a fixed
+    tree, branch lengths and kappa with them (`iqtree2 -te TREE -blfix -m 'HKY{2.5}+F'`)."""
+    model = HKY(2.5, torch.tensor([0.4, 0.1, 0.2, 0.3], dtype=torch.float64))
+    alignment, parents, lengths = small_problem(8, 300, seed=21, model=model)
+    records = alignment_records(alignment)
+    fasta, tree = tmp_path / "aln.fasta", tmp_path / "tree.nwk"
+    fasta.write_text("".join(f">{name}\n{sequence}\n" for name, sequence in records))
+    tree.write_text(newick_from_parents(parents, alignment.taxa, lengths) + "\n")
+    command = ["iqtree2", "-s", fasta, "-st", "DNA", "-te", tree, "-blfix", "-m", "HKY{2.5}+F",
+               "-pre", tmp_path / "iq", "-redo", "-nt", "1"]  # fmt: skip
+    subprocess.run([str(part) for part in command], check=True, capture_output=True)
+    report = (tmp_path / "iq.iqtree").read_text()
+    expected = [float(re.search(rf"pi\({s}\) = ([0-9.]+)", report)[1]) for s in "ACGT"]
+    expected_log_likelihood = float(re.search(r"Log-likelihood of the tree: (\S+)", report)[1])
+
+    counted = load_alignment(fasta).empirical_frequencies()
+    np.testing.assert_allclose(counted, expected, atol=6e-5)
+    substitution = build_model("HKY", 2.5, "empirical", alignment=load_alignment(fasta))
+    value = TreeLikelihood(load_alignment(fasta), substitution)(
+        parents[None], torch.as_tensor(lengths)[None]
+    )
+    assert float(value) == pytest.approx(expected_log_likelihood, abs=6e-4)
+
+
+def alignment_records(alignment: Alignment) -> list[tuple[str, str]]:
+    """The alignment's sequences back as text (each pattern written out `weight` times)."""
+    symbols = {mask: symbol for symbol, mask in ALIGNMENT_SYMBOLS.items()}
+    columns = np.repeat(alignment.patterns, alignment.weights, axis=1)
+    return [
+        (name, "".join(symbols[int(m)] for m in row))
+        for name, row in zip(alignment.taxa, columns, strict=True)
+    ]
+
+
+ALIGNMENT_SYMBOLS = {"A": 1, "C": 2, "G": 4, "T": 8, "R": 5, "Y": 10, "N": 15}
+
+
+def test_empirical_frequencies_share_an_ambiguity_code_in_proportion():
+    """Closed forms: unambiguous characters give their proportions; with A, G and R only, the
+    EM fixed point keeps A:G at their unambiguous ratio (R adds to both in proportion)."""
+    plain = Alignment.from_sequences([("a", "AACG"), ("b", "TTTA"), ("c", "GGCA"), ("d", "ACGT")])
+    np.testing.assert_allclose(plain.empirical_frequencies(), [5 / 16, 3 / 16, 4 / 16, 4 / 16])
+    mixed = Alignment.from_sequences([("a", "AAAG"), ("b", "RRGC"), ("c", "AC--"), ("d", "NNTT")])
+    frequencies = np.array(mixed.empirical_frequencies())
+    # unambiguous: A 4, C 2, G 2, T 2 (10); R x2 split A:G = 2:1, so A 4 + 4/3, G 2 + 2/3
+    np.testing.assert_allclose(frequencies, np.array([16 / 3, 2, 8 / 3, 2]) / 12, rtol=1e-12)

@@ -56,6 +56,11 @@ def _numbers(count: int, label: str):
     return parse
 
 
+def _frequencies(text: str) -> list[float] | str:
+    """--freqs: four numbers, or 'empirical'."""
+    return "empirical" if text.strip().lower() == "empirical" else _numbers(4, "--freqs")(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -133,9 +138,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--freqs",
-        type=_numbers(4, "--freqs"),
-        metavar="A,C,G,T",
-        help="base frequencies for HKY and GTR, normalised to sum 1 (default: equal)",
+        type=_frequencies,
+        metavar="A,C,G,T|empirical",
+        help="base frequencies for HKY and GTR, normalised to sum 1, or 'empirical': counted "
+        "from the alignment, ambiguity codes shared among their states (IQ-TREE's +F) "
+        "(default: equal)",
     )
     group.add_argument(
         "--rates",
@@ -182,9 +189,13 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 def run_loglik(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
+    from vbpi_mix.phylo.alignment import load_alignment
     from vbpi_mix.phylo.models import build_model
 
-    substitution = build_model(**model_settings(args))
+    settings = model_settings(args)
+    counted = settings["frequencies"] == "empirical"
+    alignment = load_alignment(args.alignment, args.format) if counted else None
+    substitution = build_model(**settings, alignment=alignment)
     values = workflows.loglik(args.alignment, args.trees, substitution, args.format,
                               args.likelihood_device, progress=not args.quiet)  # fmt: skip
     if args.json:

@@ -12,6 +12,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -61,21 +62,24 @@ class ModelConfig:
     branch_rate: float = 10.0
     max_branch_std: float | None = None
     kappa: float = 2.0
-    frequencies: list[float] | None = None
+    frequencies: list[float] | Literal["empirical"] | None = None
     rates: list[float] | None = None
     gamma_categories: int = 1
     alpha: float | None = None
 
     def model_label(self) -> str:
-        """The substitution model as phylogenetics programs write it: JC, HKY+G4, ..."""
+        """The substitution model as phylogenetics programs write it: JC, HKY+F+G4, ...
+        (+F: base frequencies counted from the alignment)."""
+        counted = "+F" if self.frequencies == "empirical" else ""
         gamma = f"+G{self.gamma_categories}" if self.gamma_categories > 1 else ""
-        return self.substitution_model + gamma
+        return self.substitution_model + counted + gamma
 
-    def substitution(self) -> SubstitutionModel:
-        """The fit's substitution model (fixed parameters)."""
+    def substitution(self, alignment: Alignment) -> SubstitutionModel:
+        """The fit's substitution model (fixed parameters; empirical frequencies counted from
+        `alignment`)."""
         return build_model(
             self.substitution_model, self.kappa, self.frequencies, self.rates,
-            self.gamma_categories, self.alpha,
+            self.gamma_categories, self.alpha, alignment,
         )  # fmt: skip
 
 
@@ -105,7 +109,7 @@ def _assemble(
     if alignment is None:
         alignment = load_alignment(model.alignment, model.alignment_format)
     if substitution is None:
-        substitution = model.substitution()
+        substitution = model.substitution(alignment)
     index = build_subsplit_index(support.parents(), np.array(support.counts), alignment.n_taxa)
     mixture = Mixture(
         index, model.components, model.branch_features, model.init, seed=training.seed,

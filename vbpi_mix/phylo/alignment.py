@@ -20,6 +20,7 @@ from vbpi_mix.io.alignment_file import read_sequences
 
 STATES = "ACGT"
 MIN_TAXA = 4
+_EM_STEPS = 1000  # empirical frequencies: EM iterations at most
 
 _IUPAC_STATES: dict[str, str] = {
     "A": "A", "C": "C", "G": "G", "T": "T", "U": "T",
@@ -99,6 +100,37 @@ class Alignment:
     def pattern_weights(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Pattern counts `[P]` as a float tensor."""
         return torch.tensor(self.weights, dtype=dtype)
+
+    def empirical_frequencies(self) -> list[float]:
+        """Base frequencies counted from the alignment, as IQ-TREE's "+F": the maximum-
+        likelihood frequencies of the characters as independent draws, an ambiguity code
+        counting as any one of its states. By EM: each code's count is shared among its
+        states in proportion to the current frequencies, pi <- sum_m c_m pi|m / sum; missing
+        data (all four states) changes nothing. A state that never occurs is an error."""
+        counts = np.bincount(
+            self.patterns.ravel(),
+            weights=np.broadcast_to(self.weights, self.patterns.shape).ravel(),
+            minlength=16,
+        )
+        members = (np.arange(16)[:, None] >> np.arange(len(STATES))) & 1  # [mask, state]
+        frequencies = np.full(len(STATES), 1.0 / len(STATES))
+        for _ in range(_EM_STEPS):
+            shares = members * frequencies
+            totals = shares.sum(axis=1, keepdims=True)
+            shares = np.divide(shares, totals, out=np.zeros_like(shares), where=totals > 0)
+            updated = counts @ shares
+            updated /= updated.sum()
+            converged = np.abs(updated - frequencies).max() < 1e-15
+            frequencies = updated
+            if converged:
+                break
+        absent = [state for state, f in zip(STATES, frequencies, strict=True) if f == 0]
+        if absent:
+            raise VbpiMixError(
+                f"{self.source}: no {', '.join(absent)} in the alignment, so empirical base "
+                "frequencies would be zero; give --freqs A,C,G,T"
+            )
+        return frequencies.tolist()
 
 
 def load_alignment(

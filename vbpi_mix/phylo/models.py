@@ -17,6 +17,8 @@ that these parameters can be inferred with the tree.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
 import torch
 from scipy import special
@@ -26,6 +28,9 @@ from torch.autograd.function import once_differentiable
 from vbpi_mix.choices import MODEL_NAMES, ModelName
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo.matrix_exponentials import symmetric_expm1
+
+if TYPE_CHECKING:
+    from vbpi_mix.phylo.alignment import Alignment
 
 N_STATES = 4
 _TRANSITIONS = ((0, 2), (1, 3))  # A<->G, C<->T in the state order A, C, G, T
@@ -247,12 +252,18 @@ class JC69(GTR):
 def build_model(
     name: ModelName,
     kappa: float = 2.0,
-    frequencies: list[float] | None = None,
+    frequencies: list[float] | Literal["empirical"] | None = None,
     rates: list[float] | None = None,
     gamma_categories: int = 1,
     alpha: float | None = None,
+    alignment: Alignment | None = None,
 ) -> SubstitutionModel:
-    """Construct a model by name from command-line style values."""
+    """Construct a model by name from command-line style values; `frequencies="empirical"`
+    counts them from `alignment` (Alignment.empirical_frequencies, IQ-TREE's +F)."""
+    if frequencies == "empirical":
+        if alignment is None:
+            raise ValueError("empirical frequencies need the alignment")
+        frequencies = alignment.empirical_frequencies()
     freqs = None if frequencies is None else torch.tensor(frequencies, dtype=torch.float64)
     if name == "JC":
         return JC69(gamma_categories, alpha)

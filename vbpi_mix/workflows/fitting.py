@@ -58,8 +58,8 @@ def fit(
     Setting `stop` ends training after the iteration under way (its last checkpoint kept, so
     the same call resumes it) or the evaluation at its next chunk: vbpi_mix.errors.Stopped."""
     training.validate(model.components)
-    substitution = model.substitution()  # refuses invalid values before the support is built
     alignment = load_alignment(model.alignment, model.alignment_format)
+    substitution = model.substitution(alignment)  # refuses invalid values before the support
     if not isinstance(support, Support):
         files = support_files(support, support_dir, model.alignment, Path(out) / "ufboot",
                               model.alignment_format, progress)  # fmt: skip
