@@ -149,7 +149,7 @@ def test_vimco_gradient_is_unbiased_for_the_k_sample_bound(n_components, estimat
         s2a, log_q = S2A(n_components, 1), log_q_all.T
         for a in range(n_components):
             for pair in pairs:
-                probability = float(log_q_all[a, list(pair)].sum().exp())
+                probability = float(log_q_all[a, list(pair)].sum().exp().detach())
                 result = estimate(s2a, record_for(sbn, [a], [pair], log_q))
                 expected_surrogate = expected_surrogate + probability * result.surrogate
         expected_surrogate = expected_surrogate / n_components
