@@ -187,7 +187,15 @@ class Trainer:
         happens at the start of iteration split_at + 1)."""
         return self.splits and self.iteration <= self.config.split_at
 
+    def _tie_mixture(self) -> None:
+        """Before the split, make the mixture's components copies of the lone component.
+        Done when the mixture is read (a checkpoint, an evaluation, the split), not after
+        every lone step, where copying every parameter cost about 0.2 ms an iteration."""
+        if self._before_split():
+            self.mixture.tie_to(self.lone)
+
     def checkpoint_state(self) -> dict:
+        self._tie_mixture()
         state = {
             "iteration": self.iteration,
             "training_seconds": self.training_seconds,
@@ -291,8 +299,8 @@ class Trainer:
         optimizer.zero_grad()
         (-result.surrogate).backward()
         optimizer.step()
-        if leading:
-            self.mixture.tie_to(self.lone)
+        if leading and self.iteration == config.split_at - 1:
+            self._tie_mixture()  # the split reads the mixture next
         (self.lone_scheduler if leading else self.scheduler).step()
         self.iteration += 1
         return bound
@@ -317,6 +325,7 @@ class Trainer:
         set), with ELBO, ESS and Pareto k-hat; its own seeded stream, so evaluating never
         changes the training draws."""
         config = self.config
+        self._tie_mixture()
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.iteration)
         result = marginal_likelihood(self.mixture, self.target, config.eval_particles, 1, generator)
         return {
