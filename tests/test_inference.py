@@ -269,7 +269,7 @@ def test_the_reported_bound_is_untempered_while_training_anneals(tmp_path):
         run.mixture, run.target, run.trainer.estimator.draw(generator), 4, 0.001, generator
     )
     estimator = run.trainer.estimator
-    tempered = float(k_sample_bound(estimator.log_weights(record)).mean())
+    tempered = float(k_sample_bound(estimator.log_weights(record)).mean().detach())
     untempered = float(k_sample_bound(estimator.log_weights(record.untempered())).mean())
     assert untempered == pytest.approx(bounds[0], abs=1e-9)
     assert tempered - untempered > 1000
