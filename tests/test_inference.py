@@ -270,7 +270,7 @@ def test_the_reported_bound_is_untempered_while_training_anneals(tmp_path):
     )
     estimator = run.trainer.estimator
     tempered = float(k_sample_bound(estimator.log_weights(record)).mean().detach())
-    untempered = float(k_sample_bound(estimator.log_weights(record.untempered())).mean())
+    untempered = float(k_sample_bound(estimator.log_weights(record.untempered())).mean().detach())
     assert untempered == pytest.approx(bounds[0], abs=1e-9)
     assert tempered - untempered > 1000
 
