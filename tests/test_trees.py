@@ -253,7 +253,7 @@ def ancestor_or_self(parents: np.ndarray, node: int, ancestor: int) -> bool:
     return node == ancestor
 
 
-WIDTHS = [5, 8, 63, 64, 65, 130]  # one and two clade words, and both sides of the boundary
+WIDTHS = [5, 8, 63, 64, 65, 130]  # one to three clade words, and both sides of 64
 
 
 @pytest.mark.parametrize("n_taxa", [4, 27, *WIDTHS])
@@ -263,7 +263,7 @@ def test_rooting_sums_equal_every_rooting_found_by_recursion(n_taxa):
     its subsplit pairs looked up in Python dictionaries, with random tables for two
     components (every entry its own value: an SBN over so small a support has mostly
     one-member families, whose log-probability 0 would hide a wrong entry), for random trees
-    of one- and two-word clades; the support's SBN-SA counts against counting those
+    of one to three clade words; the support's SBN-SA counts against counting those
     rootings; the branch model's PSP features of each edge, the entries of its two end nodes
     when rooted on it."""
     rng = np.random.default_rng(n_taxa)
@@ -311,7 +311,7 @@ def test_scoring_ids_match_a_plain_dictionary_lookup(n_taxa):
     """The compiled hash lookups against Python dictionaries of the support's sorted keys, for
     trees inside the support and random trees mostly outside it (ids -1)."""
     rng = np.random.default_rng(n_taxa + 1)
-    size = 20 if n_taxa > 6 else 2  # 20 random trees hold every subsplit pair of 5 taxa
+    size = 20 if n_taxa > 6 else 2  # 20 random 5-taxon trees leave no subsplit pair out
     support = np.stack([random_parents(n_taxa, rng) for _ in range(size)])
     index = build_subsplit_index(support, np.ones(size), n_taxa)
     entry_key = entry_key_function(index)
