@@ -476,9 +476,9 @@ def test_the_alignment_format_given_to_fit_is_the_one_every_later_read_uses(tmp_
 
 
 def test_fit_with_another_model_scores_trees_as_loglik_does(tmp_path):
-    """`fit --model HKY ... --gamma 4` keeps the model in config.json, and the run's
-    likelihood of the true tree equals `vbpi-mix loglik` with the same options (itself
-    checked against IQ-TREE for HKY and GTR+G4)."""
+    """`fit --model HKY ... --gamma 4` keeps the model in config.json and reports its values,
+    and the run's likelihood of the true tree equals `vbpi-mix loglik` with the same options
+    (itself checked against IQ-TREE for HKY and GTR+G4)."""
     options = ["--model", "HKY", "--kappa", "2.5", "--freqs", "0.3,0.2,0.2,0.3", "--gamma", "4",
                "--alpha", "0.5"]  # fmt: skip
     out = tmp_path / "run"
@@ -486,6 +486,11 @@ def test_fit_with_another_model_scores_trees_as_loglik_does(tmp_path):
                          "--eval-particles", "20", "--eval-repeats", "2", "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "substitution model:  HKY+G4" in result.stdout
+    line = "kappa 2.5, frequencies A 0.3000 C 0.2000 G 0.2000 T 0.3000, alpha 0.5"
+    assert f"model parameters:    {line}" in result.stdout
+    reported = json.loads((out / "summary.json").read_text())["substitution_parameters"]
+    assert (reported["kappa"], reported["alpha"]) == (2.5, 0.5)
+    assert reported["frequencies"] == pytest.approx([0.3, 0.2, 0.2, 0.3], abs=1e-15)
     model = json.loads((out / "config.json").read_text())["model"]
     assert (model["substitution_model"], model["kappa"], model["gamma_categories"]) == (
         "HKY", 2.5, 4,

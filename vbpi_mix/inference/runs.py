@@ -259,6 +259,7 @@ def summarize(
     last = last_training_record(run.folder)
     summary = {
         "substitution_model": run.model.model_label(),
+        "substitution_parameters": run.target.likelihood.model.parameter_values(),
         "iterations": run.trainer.iteration,
         "map_topology": run.support.topologies[best].newick(),
         "map_probability": float(np.exp(log_q[best])),

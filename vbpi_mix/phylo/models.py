@@ -143,6 +143,14 @@ class SubstitutionModel(nn.Module):
             torch.full((gamma_categories,), 1.0 / gamma_categories, dtype=torch.float64),
         )
 
+    def parameter_values(self) -> dict[str, float | list[float]]:
+        """The model's values as a summary reports them: base frequencies (A, C, G, T), the
+        Gamma shape when there are Gamma categories, and the subclass's own (kappa, rates)."""
+        values: dict[str, float | list[float]] = {"frequencies": self.frequencies.detach().tolist()}
+        if self.gamma_categories > 1:
+            values["alpha"] = float(self.alpha.detach())
+        return values
+
     @property
     def category_rates(self) -> torch.Tensor:
         """The mean rates `[C]` of the Gamma categories, differentiable in alpha."""
@@ -205,6 +213,9 @@ class GTR(SubstitutionModel):
             raise VbpiMixError("GTR needs six positive exchangeabilities AC,AG,AT,CG,CT,GT")
         self.register_buffer("rates", rates)
 
+    def parameter_values(self) -> dict[str, float | list[float]]:
+        return {**super().parameter_values(), "rates": self.rates.detach().tolist()}
+
     def exchangeabilities(self) -> torch.Tensor:
         matrix = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
         rows, cols = zip(*_PAIRS, strict=True)
@@ -226,6 +237,9 @@ class HKY(SubstitutionModel):
         if not kappa > 0:
             raise VbpiMixError(f"kappa must be positive; got {kappa}")
         self.register_buffer("kappa", torch.tensor(float(kappa), dtype=torch.float64))
+
+    def parameter_values(self) -> dict[str, float | list[float]]:
+        return {**super().parameter_values(), "kappa": float(self.kappa.detach())}
 
     def exchangeabilities(self) -> torch.Tensor:
         transition = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
