@@ -189,14 +189,8 @@ def model_settings(args: argparse.Namespace) -> dict:
 
 def run_loglik(args: argparse.Namespace, stop: threading.Event) -> int:
     from vbpi_mix import workflows
-    from vbpi_mix.phylo.alignment import load_alignment
-    from vbpi_mix.phylo.models import build_model
 
-    settings = model_settings(args)
-    counted = settings["frequencies"] == "empirical"
-    alignment = load_alignment(args.alignment, args.format) if counted else None
-    substitution = build_model(**settings, alignment=alignment)
-    values = workflows.loglik(args.alignment, args.trees, substitution, args.format,
+    values = workflows.loglik(args.alignment, args.trees, model_settings(args), args.format,
                               args.likelihood_device, progress=not args.quiet)  # fmt: skip
     if args.json:
         records = [{"tree": i, "log_likelihood": v} for i, v in enumerate(values, start=1)]

@@ -17,7 +17,7 @@ from vbpi_mix.io.alignment_file import read_sequences
 from vbpi_mix.io.tree_files import read_tree_file
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
-from vbpi_mix.phylo.models import SubstitutionModel
+from vbpi_mix.phylo.models import build_model
 from vbpi_mix.trees.conversions import topology_from_dendropy
 from vbpi_mix.workflows.ufboot import find_iqtree, run_ufboot
 
@@ -74,14 +74,16 @@ def support_files(
 def loglik(
     alignment: PathLike,
     trees: PathLike,
-    substitution: SubstitutionModel,
+    model: dict,
     alignment_format: str | None = None,
     likelihood_device: LikelihoodDevice = "cpu",
     progress: bool = False,
 ) -> list[float]:
     """log p(y | tau, b) of every tree of a tree file (branch lengths required), in the
-    file's order, under a fixed substitution model."""
+    file's order, under a fixed substitution model: `model` holds build_model's arguments
+    (frequencies "empirical" are counted from the alignment)."""
     data = load_alignment(alignment, alignment_format)
+    substitution = build_model(**model, alignment=data)
     parents, lengths = [], []
     for index, tree in enumerate(read_tree_file(trees), start=1):
         source = f"{trees}, tree {index}"
