@@ -212,7 +212,9 @@ def test_non_finite_bound_stops_with_a_message_and_keeps_the_checkpoint(tmp_path
     monkeypatch.setattr(
         run.target,
         "log_likelihood",
-        lambda particles: torch.full((len(particles.parents),), float("nan"), dtype=torch.float64),
+        lambda particles, values=None: torch.full(
+            (len(particles.parents),), float("nan"), dtype=torch.float64
+        ),
     )
     with pytest.raises(VbpiMixError, match="bound became nan at iteration 7; last good checkpoint"):
         run.trainer.run(progress=False)
@@ -227,13 +229,13 @@ class MixtureTimesConstant:
     def __init__(self, mixture, constant: float) -> None:
         self.mixture, self.constant = mixture, constant
 
-    def log_likelihood(self, particles) -> torch.Tensor:
+    def log_likelihood(self, particles, values=None) -> torch.Tensor:
         log_q = self.mixture.sbn.log_prob(particles.parents) + branch_log_prob(
             self.mixture.branches, particles.edges, particles.branch_lengths
         )  # [A, n]
         return torch.logsumexp(log_q, 0) - np.log(self.mixture.n_components) + self.constant
 
-    def log_prior(self, particles) -> torch.Tensor:
+    def log_prior(self, particles, values=None) -> torch.Tensor:
         return torch.zeros(len(particles.parents), dtype=torch.float64)
 
 

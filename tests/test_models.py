@@ -21,6 +21,7 @@ from vbpi_mix.phylo.models import (
     discrete_gamma_rates,
     gamma_category_rates,
 )
+from vbpi_mix.trees.random_tree import random_parents
 
 FREQS = torch.tensor([0.3, 0.2, 0.2, 0.3], dtype=torch.float64)
 RATES = torch.tensor([1.0, 2.5, 0.8, 1.2, 3.0, 1.0], dtype=torch.float64)
@@ -132,13 +133,17 @@ def test_symmetric_expm1_equals_scipy_expm_and_has_finite_difference_gradients(n
     symmetric = 0.5 * (symmetric + symmetric.T)
     times = torch.tensor([1e-7, 0.01, 0.3, 2.0, 9.0], dtype=torch.float64)
     expected = np.stack([linalg.expm(symmetric.numpy() * t) - np.eye(4) for t in times.numpy()])
-    np.testing.assert_allclose(symmetric_expm1(symmetric, times).numpy(), expected, atol=1e-14)
+    value = symmetric_expm1(symmetric[None], times[None])[0]
+    np.testing.assert_allclose(value.numpy(), expected, atol=1e-14)
 
-    def function(matrix, lengths):
-        return symmetric_expm1(0.5 * (matrix + matrix.T), lengths)
+    def function(matrices, lengths):
+        return symmetric_expm1(0.5 * (matrices + matrices.transpose(-1, -2)), lengths)
 
-    inputs = (symmetric.clone().requires_grad_(), times[1:].clone().requires_grad_())
-    assert torch.autograd.gradcheck(function, inputs)
+    # two matrices, each with its own times: the model's and a GTR one
+    other = root_pi[:, None] * GTR(RATES).rate_matrix() / root_pi[None, :]
+    matrices = torch.stack([symmetric, 0.5 * (other + other.T)]).requires_grad_()
+    lengths = torch.stack([times[1:], times[1:].flip(0)]).requires_grad_()
+    assert torch.autograd.gradcheck(function, (matrices, lengths))
 
 
 def test_gamma_category_rates_are_differentiable_in_alpha():
@@ -205,3 +210,48 @@ def test_log_likelihood_gradient_in_model_parameters_equals_central_differences(
         behind = log_likelihood(build({**values, key: values[key] - step * direction}))
         numeric = float(ahead - behind) / (2 * step)
         assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-5), key
+
+
+# one model per tree for the per-tree values test: three sets of values of every parameter
+_PER_TREE = {
+    "kappa": torch.tensor([0.5, 2.5, 9.0], dtype=torch.float64),
+    "alpha": torch.tensor([0.2, 0.6, 4.0], dtype=torch.float64),
+    "frequencies": torch.tensor(
+        [[0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.2, 0.3], [0.25, 0.25, 0.25, 0.25]],
+        dtype=torch.float64,
+    ),
+    "rates": torch.stack([RATES, RATES.flip(0), torch.ones(6, dtype=torch.float64)]),
+}
+
+
+@pytest.mark.parametrize("name", _DIFFERENTIATED)
+def test_values_per_tree_equal_one_model_per_tree(name):
+    """TreeLikelihood with one value of each free parameter per tree (what inferring them
+    draws, the frequencies folded into a root edge's matrix) against a model built from
+    each tree's values alone: the same log-likelihoods and the same gradients in the values
+    (those of one model are checked by central differences above)."""
+    from tests.test_likelihood import small_problem
+    from vbpi_mix.phylo.likelihood import TreeLikelihood
+
+    differentiated, build = _DIFFERENTIATED[name]
+    fixed = {"kappa": 2.5, "frequencies": FREQS, "rates": RATES, "alpha": 0.6}
+    alignment, _, _ = small_problem(6, 80, seed=5, model=build(fixed))
+    rng = np.random.default_rng(3)
+    parents = np.stack([random_parents(6, rng) for _ in range(3)])
+    lengths = torch.as_tensor(rng.uniform(0.01, 0.5, (3, 9)))
+    values = {key: _PER_TREE[key].clone().requires_grad_() for key in differentiated}
+    likelihood = TreeLikelihood(alignment, build(fixed))
+    batched = likelihood(parents, lengths, values)
+    batched.sum().backward()
+    for tree in range(3):
+        one = build({**fixed, **{key: _PER_TREE[key][tree] for key in differentiated}})
+        for key in differentiated:
+            getattr(one, key).requires_grad_()
+        single = TreeLikelihood(alignment, one)(parents[tree : tree + 1], lengths[tree : tree + 1])
+        assert float(batched[tree].detach()) == pytest.approx(float(single[0].detach()), rel=1e-12)
+        single.sum().backward()
+        for key in differentiated:
+            np.testing.assert_allclose(
+                values[key].grad[tree].numpy(), getattr(one, key).grad.numpy(), rtol=1e-8,
+                atol=1e-9, err_msg=key,
+            )  # fmt: skip

@@ -19,3 +19,6 @@ LIKELIHOOD_DEVICES: tuple[str, ...] = get_args(LikelihoodDevice)
 ESTIMATOR_NAMES: tuple[str, ...] = get_args(EstimatorName)
 GRADIENT_NAMES: tuple[str, ...] = get_args(GradientName)
 PROTOCOL_NAMES: tuple[str, ...] = get_args(ProtocolName)
+
+# the GTR exchangeabilities in the order --rates takes them (vbpi_mix.phylo.models)
+RATE_NAMES: tuple[str, ...] = ("AC", "AG", "AT", "CG", "CT", "GT")

@@ -22,6 +22,7 @@ from vbpi_mix.choices import (
     GRADIENT_NAMES,
     MODEL_NAMES,
     PROTOCOL_NAMES,
+    RATE_NAMES,
 )
 from vbpi_mix.command_options import add_likelihood_device
 from vbpi_mix.errors import Stopped, VbpiMixError
@@ -124,7 +125,10 @@ def _add_computing_options(parser: argparse.ArgumentParser) -> None:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Substitution-model options shared by every command that computes likelihoods."""
-    group = parser.add_argument_group("substitution model (parameters fixed, not estimated)")
+    group = parser.add_argument_group(
+        "substitution model (fit infers every free parameter not given here, under MrBayes' "
+        "default priors; loglik uses the defaults below)"
+    )
     group.add_argument(
         "--model",
         choices=MODEL_NAMES,
@@ -134,21 +138,23 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--kappa",
         type=_positive_float,
-        help="transition/transversion rate ratio for K80 and HKY (default: 2)",
+        help="transition/transversion rate ratio for K80 and HKY, fixed (default: fit infers "
+        "it, loglik uses 2)",
     )
     group.add_argument(
         "--freqs",
         type=_frequencies,
         metavar="A,C,G,T|empirical",
-        help="base frequencies for HKY and GTR, normalised to sum 1, or 'empirical': counted "
-        "from the alignment, ambiguity codes shared among their states (IQ-TREE's +F) "
-        "(default: equal)",
+        help="base frequencies for HKY and GTR, fixed, normalised to sum 1, or 'empirical': "
+        "counted from the alignment, ambiguity codes shared among their states (IQ-TREE's +F) "
+        "(default: fit infers them, loglik uses equal ones)",
     )
     group.add_argument(
         "--rates",
         type=_numbers(6, "--rates"),
         metavar="AC,AG,AT,CG,CT,GT",
-        help="GTR exchangeabilities (default: all 1)",
+        help="GTR exchangeabilities, fixed (default: fit infers them, reported scaled to sum "
+        "1 as MrBayes does; loglik uses all 1)",
     )
     group.add_argument(
         "--gamma-categories",
@@ -161,7 +167,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--alpha",
         type=_positive_float,
-        help="Gamma shape parameter; required with --gamma-categories above 1",
+        help="Gamma shape parameter, fixed (default: fit infers it; loglik needs it with "
+        "--gamma-categories above 1)",
     )
 
 
@@ -179,7 +186,7 @@ def model_settings(args: argparse.Namespace) -> dict:
         raise VbpiMixError("--alpha needs --gamma-categories K with K above 1 (e.g. 4)")
     return {
         "name": model,
-        "kappa": args.kappa if args.kappa is not None else 2.0,
+        "kappa": args.kappa,
         "frequencies": args.freqs,
         "rates": args.rates,
         "gamma_categories": args.gamma_categories,
@@ -448,13 +455,29 @@ def _parameter_line(values: dict) -> str:
     if "kappa" in values:
         parts.append(f"kappa {values['kappa']:.4g}")
     if "rates" in values:
-        pairs = zip(("AC", "AG", "AT", "CG", "CT", "GT"), values["rates"], strict=True)
+        pairs = zip(RATE_NAMES, values["rates"], strict=True)
         parts.append("rates " + " ".join(f"{name} {rate:.4g}" for name, rate in pairs))
     pairs = zip("ACGT", values["frequencies"], strict=True)
     parts.append("frequencies " + " ".join(f"{state} {f:.4f}" for state, f in pairs))
     if "alpha" in values:
         parts.append(f"alpha {values['alpha']:.4g}")
     return ", ".join(parts)
+
+
+def _posterior_lines(posterior: dict) -> list[str]:
+    """One line per inferred parameter: posterior mean and 95% interval of each coordinate."""
+    names = {"rates": RATE_NAMES, "frequencies": tuple("ACGT")}
+    lines = []
+    for name, estimate in posterior.items():
+        labels = names.get(name, ("",))
+        parts = [
+            f"{label} {mean:.4g} ({lower:.4g}-{upper:.4g})".strip()
+            for label, mean, lower, upper in zip(
+                labels, estimate["mean"], estimate["lower"], estimate["upper"], strict=True
+            )
+        ]
+        lines.append(f"  {name:<12} " + ", ".join(parts))
+    return lines
 
 
 def _print_summary(summary: dict, support_size: int | None) -> None:
@@ -466,6 +489,9 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
     print(f"substitution model:  {summary['substitution_model']}")
     if not summary["substitution_model"].startswith("JC") and "substitution_parameters" in summary:
         print(f"model parameters:    {_parameter_line(summary['substitution_parameters'])}")
+    if summary.get("substitution_posterior"):
+        print("inferred parameters: posterior mean (95% interval)")
+        print("\n".join(_posterior_lines(summary["substitution_posterior"])))
     print(f"iterations:          {summary['iterations']}")
     if "startup_seconds" in summary:  # absent from summaries written by older versions
         print(

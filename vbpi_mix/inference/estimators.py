@@ -37,14 +37,16 @@ class LogWeights:
     drawn `[S]`: the family's components that drew; log_likelihood, log_prior `[S, K]`;
     log_q_topology, log_q_branches `[S, K, A]`: every particle under every component of the
     family (topology and branch-length parts; their sum is log q_a(tau, b));
-    inverse_temperature: beta, the likelihood's weight (annealing; 1 for every reported
-    bound)."""
+    log_q_parameters `[S, K]`: log q(theta) of inferred substitution parameters, shared by
+    every component (zero when none are inferred); inverse_temperature: beta, the
+    likelihood's weight (annealing; 1 for every reported bound)."""
 
     drawn: np.ndarray
     log_likelihood: torch.Tensor
     log_prior: torch.Tensor
     log_q_topology: torch.Tensor
     log_q_branches: torch.Tensor
+    log_q_parameters: torch.Tensor | float = 0.0
     inverse_temperature: float = 1.0
 
     @property
@@ -53,7 +55,10 @@ class LogWeights:
 
     @property
     def log_q(self) -> torch.Tensor:
-        return self.log_q_topology + self.log_q_branches
+        """log q_a(tau, b, theta) `[S, K, A]`."""
+        shared = self.log_q_parameters
+        shared = shared[..., None] if isinstance(shared, torch.Tensor) else shared
+        return self.log_q_topology + self.log_q_branches + shared
 
     def untempered(self) -> LogWeights:
         """The same particles weighed with beta = 1."""

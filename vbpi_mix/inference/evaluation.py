@@ -12,9 +12,10 @@ import torch
 from tqdm import trange
 
 from vbpi_mix.errors import stop_if_asked
-from vbpi_mix.inference.objective import Target
+from vbpi_mix.inference.objective import Target, draw_parameters
 from vbpi_mix.inference.psis import pareto_k_hat
 from vbpi_mix.variational.mixture import Mixture
+from vbpi_mix.variational.substitution_posterior import SubstitutionPosterior
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,13 @@ def importance_log_weights(
     generator: torch.Generator | None = None,
     chunk: int = 250,
     stop: threading.Event | None = None,
+    parameters: SubstitutionPosterior | None = None,
 ) -> torch.Tensor:
     """log w = log p(y, tau, b) - log q(tau, b) `[M]` for particles from the mixture,
-    stratified (M/A per component) when A divides M, else a uniform component per particle.
-    Setting `stop` ends it after the chunk under way (vbpi_mix.errors.Stopped)."""
+    stratified (M/A per component) when A divides M, else a uniform component per particle;
+    with inferred substitution parameters theta (`parameters`, their q), log p(y, tau, b,
+    theta) - log q(tau, b, theta). Setting `stop` ends it after the chunk under way
+    (vbpi_mix.errors.Stopped)."""
     n_components = mixture.n_components
     if n_particles % n_components == 0:
         components = np.repeat(np.arange(n_components), n_particles // n_components)
@@ -54,9 +58,10 @@ def importance_log_weights(
         particles, log_q_topology, log_q_branches = mixture.sample_and_score(
             components[start : start + chunk], generator=generator
         )
+        theta, log_q_theta = draw_parameters(parameters, len(particles.components), generator)
         log_mixture = torch.logsumexp(log_q_topology + log_q_branches, -1) - math.log(n_components)
-        log_joint = target.log_likelihood(particles) + target.log_prior(particles)
-        values.append(log_joint - log_mixture)
+        log_joint = target.log_likelihood(particles, theta) + target.log_prior(particles, theta)
+        values.append(log_joint - log_mixture - log_q_theta)
         stop_if_asked(stop)
     return torch.cat(values)
 
@@ -69,11 +74,15 @@ def marginal_likelihood(
     generator: torch.Generator | None = None,
     progress: bool = False,
     stop: threading.Event | None = None,
+    parameters: SubstitutionPosterior | None = None,
 ) -> MarginalLikelihood:
-    """Importance-sampling estimates of log p(y), repeated; `stop` as importance_log_weights."""
+    """Importance-sampling estimates of log p(y), repeated; `stop` and `parameters` as
+    importance_log_weights."""
     estimates, elbos, sizes, shapes = [], [], [], []
     for _ in trange(repeats, desc="marginal likelihood", disable=not progress or None):
-        log_w = importance_log_weights(mixture, target, n_particles, generator, stop=stop)
+        log_w = importance_log_weights(
+            mixture, target, n_particles, generator, stop=stop, parameters=parameters
+        )
         estimates.append(float(torch.logsumexp(log_w, 0) - math.log(n_particles)))
         elbos.append(float(log_w.mean()))
         sizes.append(

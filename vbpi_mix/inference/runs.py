@@ -40,6 +40,7 @@ from vbpi_mix.trees.topology import Topology, topology_from_parsed
 from vbpi_mix.variational.branch_lengths import BranchFeatures
 from vbpi_mix.variational.mixture import Mixture
 from vbpi_mix.variational.sbn import SBNInit
+from vbpi_mix.variational.substitution_posterior import SubstitutionPosterior
 
 CONFIG, SUPPORT, SUMMARY, LOG_FILE = "config.json", "support.tsv", "summary.json", "run.log"
 RESUME_FREE = ("iterations", "eval_every", "eval_particles")  # may change when resuming
@@ -50,6 +51,9 @@ LOG = logging.getLogger(__name__)
 class ModelConfig:
     """Everything but training that defines a fit; the substitution model's fields are
     build_model's arguments (vbpi_mix.phylo.models), their defaults JC69 without Gamma.
+    A free parameter of the model left None (kappa of K80 and HKY, frequencies of HKY and
+    GTR, rates of GTR, alpha with Gamma categories) is inferred with the tree
+    (`inferred_parameters`); fields the model does not have are kept as None.
     `max_branch_std` None is no cap: the command line and the bench pass
     vbpi_mix.variational.branch_lengths.default_max_std(components), 2 for a mixture."""
 
@@ -61,11 +65,27 @@ class ModelConfig:
     substitution_model: ModelName = "JC"
     branch_rate: float = 10.0
     max_branch_std: float | None = None
-    kappa: float = 2.0
+    kappa: float | None = None
     frequencies: list[float] | Literal["empirical"] | None = None
     rates: list[float] | None = None
     gamma_categories: int = 1
     alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        # one spelling per model: a value the model has no use for is None (older run
+        # folders wrote kappa 2 for every model)
+        model = self.substitution_model
+        for name, models in _PARAMETER_MODELS.items():
+            if model not in models:
+                object.__setattr__(self, name, None)
+
+    def inferred_parameters(self) -> tuple[str, ...]:
+        """The model's free parameters that were not given, which the fit infers, in the
+        order kappa, rates, frequencies, alpha."""
+        model = self.substitution_model
+        free = [name for name, models in _PARAMETER_MODELS.items() if model in models]
+        free += ["alpha"] if self.gamma_categories > 1 else []
+        return tuple(name for name in free if getattr(self, name) is None)
 
     def model_label(self) -> str:
         """The substitution model as phylogenetics programs write it: JC, HKY+F+G4, ...
@@ -75,12 +95,27 @@ class ModelConfig:
         return self.substitution_model + counted + gamma
 
     def substitution(self, alignment: Alignment) -> SubstitutionModel:
-        """The fit's substitution model (fixed parameters; empirical frequencies counted from
-        `alignment`)."""
+        """The fit's substitution model: the given values (empirical frequencies counted from
+        `alignment`); inferred ones at their starting values, kappa 2, equal exchangeabilities,
+        the alignment's frequencies and alpha 1."""
+        inferred = self.inferred_parameters()
+        frequencies = "empirical" if "frequencies" in inferred else self.frequencies
         return build_model(
-            self.substitution_model, self.kappa, self.frequencies, self.rates,
-            self.gamma_categories, self.alpha, alignment,
+            self.substitution_model, self.kappa, frequencies, self.rates,
+            self.gamma_categories, 1.0 if "alpha" in inferred else self.alpha, alignment,
         )  # fmt: skip
+
+    def parameter_posterior(self, model: SubstitutionModel) -> SubstitutionPosterior | None:
+        """q(theta) over the inferred parameters, started at `model`'s values; None when
+        every parameter is given."""
+        inferred = self.inferred_parameters()
+        if not inferred:
+            return None
+        return SubstitutionPosterior({name: getattr(model, name) for name in inferred})
+
+
+# which models have each parameter that a fit may infer (alpha: any with Gamma categories)
+_PARAMETER_MODELS = {"kappa": ("K80", "HKY"), "rates": ("GTR",), "frequencies": ("HKY", "GTR")}
 
 
 @dataclass
@@ -95,6 +130,7 @@ class Run:
     mixture: Mixture
     target: Target
     trainer: Trainer
+    parameters: SubstitutionPosterior | None = None  # q(theta) of inferred substitution parameters
 
 
 def _assemble(
@@ -117,8 +153,9 @@ def _assemble(
     )  # fmt: skip
     likelihood = TreeLikelihood(alignment, substitution, likelihood_device)
     target = Target(likelihood, model.branch_rate)
-    trainer = Trainer(mixture, target, training, folder)
-    return Run(folder, model, training, alignment, support, mixture, target, trainer)
+    parameters = model.parameter_posterior(substitution)
+    trainer = Trainer(mixture, target, training, folder, parameters)
+    return Run(folder, model, training, alignment, support, mixture, target, trainer, parameters)
 
 
 def create_run(
@@ -254,12 +291,17 @@ def summarize(
     best = int(np.argmax(log_q))
     generator = torch.Generator().manual_seed(seed)
     mll = marginal_likelihood(
-        run.mixture, run.target, particles, repeats, generator, progress, stop
+        run.mixture, run.target, particles, repeats, generator, progress, stop, run.parameters
     )
     last = last_training_record(run.folder)
+    posterior = run.parameters.summary(seed=seed) if run.parameters is not None else {}
+    values = run.target.likelihood.model.parameter_values()
+    for name, estimate in posterior.items():
+        values[name] = estimate["mean"][0] if len(estimate["mean"]) == 1 else estimate["mean"]
     summary = {
         "substitution_model": run.model.model_label(),
-        "substitution_parameters": run.target.likelihood.model.parameter_values(),
+        "substitution_parameters": values,
+        "substitution_posterior": posterior,
         "iterations": run.trainer.iteration,
         "map_topology": run.support.topologies[best].newick(),
         "map_probability": float(np.exp(log_q[best])),

@@ -32,6 +32,7 @@ from vbpi_mix.io.atomic_files import atomic_path
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.threads import ThreadTuner
 from vbpi_mix.variational.mixture import Mixture
+from vbpi_mix.variational.substitution_posterior import SubstitutionPosterior
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -131,14 +132,23 @@ def read_metric_lines(path: Path) -> list[dict]:
 
 
 class Trainer:
-    """Fits a Mixture to a Target; with a run folder, checkpoints and resumes."""
+    """Fits a Mixture to a Target; with a run folder, checkpoints and resumes. With
+    `parameters`, the q(theta) of inferred substitution parameters shared by the components,
+    trains it too (its own Adam at the branch-length learning rate and schedule, the same in
+    a split start's lone phase and after)."""
 
     def __init__(
-        self, mixture: Mixture, target: Target, config: TrainingConfig, run_dir: Path | None
+        self,
+        mixture: Mixture,
+        target: Target,
+        config: TrainingConfig,
+        run_dir: Path | None,
+        parameters: SubstitutionPosterior | None = None,
     ) -> None:
         config = config.resolved(mixture.n_components)
         config.validate(mixture.n_components)
         self.mixture, self.target, self.config = mixture, target, config
+        self.parameters = parameters
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.estimator = make_estimator(config.estimator, mixture.n_components, config.subset)
         self.gradient = make_gradient(config.objective, config.particles)
@@ -152,6 +162,14 @@ class Trainer:
         if self.lone is not None:
             mixture.tie_to(self.lone)
         self.scheduler = self._schedule(self.optimizer)
+        self.parameter_optimizer = (
+            torch.optim.Adam(parameters.parameters(), lr=config.branch_lr, fused=True)
+            if parameters is not None
+            else None
+        )
+        self.parameter_scheduler = (
+            self._schedule(self.parameter_optimizer) if parameters is not None else None
+        )
         self.lone_scheduler = self._schedule(self.lone_optimizer) if self.lone is not None else None
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
@@ -206,6 +224,10 @@ class Trainer:
             "generator": self.generator.get_state(),
             "config": asdict(self.config),
         }
+        if self.parameters is not None:
+            state["parameters"] = self.parameters.state_dict()
+            state["parameter_optimizer"] = self.parameter_optimizer.state_dict()
+            state["parameter_scheduler"] = self.parameter_scheduler.state_dict()
         if self._before_split():
             state["lone"] = self.lone.state_dict()
             state["lone_optimizer"] = self.lone_optimizer.state_dict()
@@ -220,6 +242,10 @@ class Trainer:
         try:
             state = torch.load(path, weights_only=False)
             self.mixture.load_state_dict(state["mixture"])
+            if self.parameters is not None:
+                self.parameters.load_state_dict(state["parameters"])
+                self.parameter_optimizer.load_state_dict(state["parameter_optimizer"])
+                self.parameter_scheduler.load_state_dict(state["parameter_scheduler"])
         except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
             raise VbpiMixError(
@@ -285,7 +311,7 @@ class Trainer:
         beta = inverse_temperature(self.iteration, config.anneal_start, config.warmup)
         family, drawn = estimator.family(mixture, estimator.draw(self.generator))
         record = draw_log_weights(
-            family, self.target, drawn, config.particles, beta, self.generator
+            family, self.target, drawn, config.particles, beta, self.generator, self.parameters
         )
         result = estimate(estimator, record, self.gradient)
         with torch.no_grad():
@@ -297,8 +323,13 @@ class Trainer:
                 "(try a smaller learning rate)"
             )
         optimizer.zero_grad()
+        if self.parameter_optimizer is not None:
+            self.parameter_optimizer.zero_grad()
         (-result.surrogate).backward()
         optimizer.step()
+        if self.parameter_optimizer is not None:
+            self.parameter_optimizer.step()
+            self.parameter_scheduler.step()
         if leading and self.iteration == config.split_at - 1:
             self._tie_mixture()  # the split reads the mixture next
         (self.lone_scheduler if leading else self.scheduler).step()
@@ -327,7 +358,10 @@ class Trainer:
         config = self.config
         self._tie_mixture()
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.iteration)
-        result = marginal_likelihood(self.mixture, self.target, config.eval_particles, 1, generator)
+        result = marginal_likelihood(
+            self.mixture, self.target, config.eval_particles, 1, generator,
+            parameters=self.parameters,
+        )  # fmt: skip
         return {
             "iteration": self.iteration, "seconds": self.training_seconds,
             "mll": result.mean, "elbo": result.elbo,

@@ -214,28 +214,58 @@ class TreeLikelihood:
             self.workspace = Workspace()
         self.jukes_cantor = model.is_jukes_cantor()
 
-    def __call__(self, parents: np.ndarray, branch_lengths: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self,
+        parents: np.ndarray,
+        branch_lengths: torch.Tensor,
+        values: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """log L `[..., B]`; with `values`, one value of some of the model's free parameters
+        per tree (SubstitutionModel.with_values: kappa `[B]`, frequencies `[B, 4]`, ...),
+        differentiable in them; branch lengths are then `[B, E]`."""
         parents = np.asarray(parents).reshape(-1, branch_lengths.shape[-1])
         if parents.shape[0] != branch_lengths.shape[-2]:
             raise ValueError(
                 f"{parents.shape[0]} topologies but branch lengths for {branch_lengths.shape[-2]}"
             )
         repeats = int(np.prod(branch_lengths.shape[:-2], dtype=np.int64))
+        if values and repeats > 1:
+            raise ValueError("values per tree need branch lengths [B, E]")
+        model = self.model.with_values(values) if values else self.model
         n_taxa = self.alignment.n_taxa
         schedule = build_schedule(np.tile(parents, (repeats, 1)), n_taxa)
         lengths = branch_lengths.reshape(-1, branch_lengths.shape[-1])
+        jukes_cantor = model.is_jukes_cantor() if values else self.jukes_cantor
         transitions = (
-            self.model.jukes_cantor_coefficients(lengths)
-            if self.jukes_cantor
-            else self.model.transition_matrices(lengths)
+            model.jukes_cantor_coefficients(lengths)
+            if jukes_cantor
+            else model.transition_matrices(lengths)
         )
+        frequencies = model.frequencies
+        if frequencies.dim() > 1:
+            transitions = _fold_frequencies(transitions, frequencies, schedule)
+            frequencies = torch.ones(4, dtype=torch.float64)
         log_likelihood = pruning_log_likelihood(
             schedule,
             transitions,
-            self.model.frequencies,
-            self.model.category_weights,
+            frequencies,
+            model.category_weights,
             self.tip_partials,
             self.pattern_weights,
             self.workspace,
         )
         return log_likelihood.view(branch_lengths.shape[:-1])
+
+
+def _fold_frequencies(
+    transitions: torch.Tensor, frequencies: torch.Tensor, schedule: Schedule
+) -> torch.Tensor:
+    """Per-tree base frequencies `[B, 4]` moved into the matrices `[B, E, C, 4, 4]`, for the
+    kernel, which takes one frequency vector: the root's site likelihood
+    sum_i pi_i prod_k (P_ek L_k)_i is unchanged when row i of the first root child's matrix
+    is multiplied by pi_i and the kernel is given pi = 1; gradients reach pi through the
+    product."""
+    n_trees, n_edges = transitions.shape[:2]
+    factors = torch.ones(n_trees * n_edges, 1, 4, 1, dtype=transitions.dtype)
+    factors[torch.as_tensor(schedule.root_child_edges[:, 0])] = frequencies[:, None, :, None]
+    return (transitions.flatten(0, 1) * factors).view_as(transitions)

@@ -17,6 +17,7 @@ that these parameters can be inferred with the tree.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -25,7 +26,7 @@ from scipy import special
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from vbpi_mix.choices import MODEL_NAMES, ModelName
+from vbpi_mix.choices import MODEL_NAMES, RATE_NAMES, ModelName
 from vbpi_mix.errors import VbpiMixError
 from vbpi_mix.phylo.matrix_exponentials import symmetric_expm1
 
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 
 N_STATES = 4
 _TRANSITIONS = ((0, 2), (1, 3))  # A<->G, C<->T in the state order A, C, G, T
-_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # AC, AG, AT, CG, CT, GT
+_PAIRS = tuple(("ACGT".index(a), "ACGT".index(b)) for a, b in RATE_NAMES)  # (0, 1), ...
+# the dimensions of one value of each parameter; a model with values per particle has one more
+_VALUE_DIMS = {"kappa": 0, "alpha": 0, "rates": 1, "frequencies": 1}
 
 
 def discrete_gamma_rates(alpha: float, categories: int) -> np.ndarray:
@@ -49,10 +52,15 @@ def discrete_gamma_rates(alpha: float, categories: int) -> np.ndarray:
         return np.ones(1)
     if not alpha > 0:
         raise VbpiMixError(f"gamma shape alpha must be positive; got {alpha}")
-    quantiles = special.gammaincinv(alpha, np.arange(1, categories) / categories) / alpha
-    cdf_above = special.gammainc(alpha + 1, alpha * quantiles)
-    cumulative = np.concatenate([[0.0], cdf_above, [1.0]])
-    return categories * np.diff(cumulative)
+    return _mean_rates(np.array([[alpha]], dtype=np.float64), categories)[0]
+
+
+def _mean_rates(shapes: np.ndarray, categories: int) -> np.ndarray:
+    """`discrete_gamma_rates` `[n, K]` for shapes `[n, 1]`, in one vectorised pass."""
+    y = special.gammaincinv(shapes, np.arange(1, categories) / categories)  # alpha q_k
+    cdf_above = special.gammainc(shapes + 1, y)
+    edges = np.zeros((len(shapes), 1))
+    return categories * np.diff(np.concatenate([edges, cdf_above, edges + 1], axis=1), axis=1)
 
 
 # step of the central difference for d I(a, y) / d a, relative to a (error ~ step^2)
@@ -71,41 +79,44 @@ class _GammaCategoryRates(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, alpha: torch.Tensor, categories: int) -> torch.Tensor:  # type: ignore[override]
-        a = float(alpha)
-        rates = discrete_gamma_rates(a, categories)
+        shapes = alpha.detach().numpy().reshape(-1, 1)  # [n, 1]
+        levels = np.arange(1, categories) / categories
+        rates = _mean_rates(shapes, categories)
         if ctx.needs_input_grad[0]:  # the derivative only where alpha is inferred
-            y = special.gammaincinv(a, np.arange(1, categories) / categories)
-            dy = -_shape_derivative(a, y) / np.exp(_log_density(a, y))
-            dc = _shape_derivative(a + 1, y) + np.exp(_log_density(a + 1, y)) * dy
-            slopes = categories * np.diff(np.concatenate([[0.0], dc, [0.0]]))
-            ctx.save_for_backward(torch.as_tensor(slopes, dtype=alpha.dtype))
-        return torch.as_tensor(rates, dtype=alpha.dtype)
+            y = special.gammaincinv(shapes, levels)  # [n, K-1]
+            dy = -_shape_derivative(shapes, y) / np.exp(_log_density(shapes, y))
+            dc = _shape_derivative(shapes + 1, y) + np.exp(_log_density(shapes + 1, y)) * dy
+            edges = np.zeros((len(shapes), 1))
+            slopes = categories * np.diff(np.concatenate([edges, dc, edges], axis=1), axis=1)
+            ctx.save_for_backward(torch.as_tensor(slopes.reshape(*alpha.shape, categories)))
+        return torch.as_tensor(rates.reshape(*alpha.shape, categories), dtype=alpha.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, upstream: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (slopes,) = ctx.saved_tensors
-        return (upstream * slopes).sum(), None
+        return (upstream * slopes).sum(dim=-1), None
 
 
-def _log_density(a: float, y: np.ndarray) -> np.ndarray:
+def _log_density(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     """log f_a(y) = (a - 1) log y - y - log Gamma(a), the derivative of I(a, y) in y."""
     return (a - 1) * np.log(y) - y - special.gammaln(a)
 
 
-def _shape_derivative(a: float, y: np.ndarray) -> np.ndarray:
+def _shape_derivative(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     """d I(a, y) / d a by a central difference."""
-    step = _SHAPE_STEP * max(1.0, a)
+    step = _SHAPE_STEP * np.maximum(1.0, a)
     return (special.gammainc(a + step, y) - special.gammainc(a - step, y)) / (2 * step)
 
 
 def gamma_category_rates(alpha: torch.Tensor, categories: int) -> torch.Tensor:
-    """The mean rates `[K]` of K discrete Gamma categories (`discrete_gamma_rates`) for a
-    scalar tensor alpha, differentiable in alpha; ones for K = 1."""
+    """The mean rates `[..., K]` of K discrete Gamma categories (`discrete_gamma_rates`) for
+    shapes alpha `[...]` (a scalar, or one per particle), differentiable in alpha; ones for
+    K = 1."""
     if categories == 1:
-        return torch.ones(1, dtype=torch.float64)
-    if not float(alpha.detach()) > 0:
-        raise VbpiMixError(f"gamma shape alpha must be positive; got {float(alpha.detach())}")
+        return torch.ones(*alpha.shape, 1, dtype=torch.float64)
+    if not bool((alpha.detach() > 0).all()):
+        raise VbpiMixError(f"gamma shape alpha must be positive; got {alpha.detach().min()}")
     return _GammaCategoryRates.apply(alpha, categories)
 
 
@@ -156,31 +167,88 @@ class SubstitutionModel(nn.Module):
         """The mean rates `[C]` of the Gamma categories, differentiable in alpha."""
         return gamma_category_rates(self.alpha, self.gamma_categories)
 
+    def free_parameters(self) -> tuple[str, ...]:
+        """The names of the model's tensors that can be inferred with the tree (`with_values`):
+        the subclass's own (kappa, rates), the frequencies where the model has free ones, and
+        alpha with Gamma categories."""
+        return ("alpha",) if self.gamma_categories > 1 else ()
+
+    def with_values(self, values: dict[str, torch.Tensor]) -> SubstitutionModel:
+        """A copy of this model with some of its free parameters replaced, one value per
+        particle: `values[name]` is `[n]` (kappa, alpha) or `[n, 6]`, `[n, 4]` (rates and
+        frequencies, the frequencies summing to 1). Its transition matrices then take branch
+        lengths `[n, E]`, particle p's under values[..][p] (`transition_matrices`)."""
+        unknown = set(values) - set(self.free_parameters())
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no free parameter {sorted(unknown)}")
+        model = copy.deepcopy(self)
+        for name, value in values.items():
+            setattr(model, name, value)
+        return model
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """`()` for one set of values, `(n,)` for a model with values per particle."""
+        for name, dims in _VALUE_DIMS.items():
+            value = getattr(self, name, None)
+            if value is not None and value.dim() > dims:
+                return tuple(value.shape[: value.dim() - dims])
+        return ()
+
+    @property
+    def per_particle(self) -> bool:
+        """Whether the model holds one set of values per particle (`with_values`)."""
+        return bool(self.batch_shape)
+
     def exchangeabilities(self) -> torch.Tensor:
-        """Symmetric `[4, 4]` exchangeability matrix R with zero diagonal."""
+        """Symmetric exchangeability matrices R `[..., 4, 4]` with zero diagonal."""
         raise NotImplementedError
 
     def rate_matrix(self) -> torch.Tensor:
-        """Normalised instantaneous rate matrix Q `[4, 4]`: rows sum to 0, -sum pi_i Q_ii = 1."""
-        off_diagonal = self.exchangeabilities() * self.frequencies[None, :]
-        q = off_diagonal - torch.diag(off_diagonal.sum(dim=1))
-        return q / -(self.frequencies * torch.diagonal(q)).sum()
+        """Normalised instantaneous rate matrices Q `[..., 4, 4]`: rows sum to 0,
+        -sum pi_i Q_ii = 1."""
+        frequencies = self.frequencies
+        off_diagonal = self.exchangeabilities() * frequencies[..., None, :]
+        q = off_diagonal - torch.diag_embed(off_diagonal.sum(dim=-1))
+        rate = -(frequencies * torch.diagonal(q, dim1=-2, dim2=-1)).sum(dim=-1)
+        return q / rate[..., None, None]
+
+    def _scaled_times(self, branch_lengths: torch.Tensor) -> torch.Tensor:
+        """t r_c `[..., C]` for branch lengths `[...]`, or `[n, E, C]` for `[n, E]` when
+        each particle has its own alpha."""
+        rates = self.category_rates
+        if rates.dim() > 1:
+            return branch_lengths[..., None] * rates[:, None, :]
+        return branch_lengths[..., None] * rates
 
     def transition_matrices(self, branch_lengths: torch.Tensor) -> torch.Tensor:
-        """P(t r_c) for branch lengths `[...]`: shape `[..., C, 4, 4]` (C rate categories)."""
-        root_pi = self.frequencies.sqrt()
-        symmetric = root_pi[:, None] * self.rate_matrix() / root_pi[None, :]
-        scaled_time = branch_lengths[..., None] * self.category_rates  # [..., C]
+        """P(t r_c) for branch lengths `[...]`: shape `[..., C, 4, 4]` (C rate categories);
+        for a model with values per particle, branch lengths `[n, E]`, shape `[n, E, C, 4, 4]`."""
+        frequencies = self.frequencies.expand(*self.batch_shape, N_STATES)
+        root_pi = frequencies.sqrt()
+        symmetric = root_pi[..., :, None] * self.rate_matrix() / root_pi[..., None, :]
+        symmetric = 0.5 * (symmetric + symmetric.transpose(-1, -2))
+        scaled_time = self._scaled_times(branch_lengths)
+        if not self.per_particle:
+            symmetric, scaled_time = symmetric[None], scaled_time[None]
+            root_pi = root_pi[None]
         # P = I + D^-1/2 (exp(S t) - I) D^1/2; expm1 keeps the O(t) off-diagonal entries of
         # short branches accurate, where exp would cancel against 1 and lose digits.
-        increments = symmetric_expm1(0.5 * (symmetric + symmetric.T), scaled_time)
-        identity = torch.eye(N_STATES, dtype=increments.dtype)
-        return identity + increments / root_pi[:, None] * root_pi[None, :]
+        increments = symmetric_expm1(symmetric, scaled_time)  # [n, ..., 4, 4]
+        extra = (None,) * (scaled_time.dim() - 1)
+        root_pi = root_pi[(slice(None), *extra)]
+        matrices = torch.eye(N_STATES, dtype=increments.dtype) + (
+            increments / root_pi[..., :, None] * root_pi[..., None, :]
+        )
+        return matrices if self.per_particle else matrices[0]
 
     def is_jukes_cantor(self) -> bool:
         """Whether Q is JC69's (equal exchangeabilities and frequencies, neither needing a
-        gradient), so that every P(t) is a I + b J (`jukes_cantor_coefficients`)."""
+        gradient nor given per particle), so that every P(t) is a I + b J
+        (`jukes_cantor_coefficients`)."""
         exchangeabilities = self.exchangeabilities()
+        if exchangeabilities.dim() > 2 or self.frequencies.dim() > 1:
+            return False
         off_diagonal = exchangeabilities[~torch.eye(N_STATES, dtype=torch.bool)]
         return (
             not (self.frequencies.requires_grad or exchangeabilities.requires_grad)
@@ -190,9 +258,10 @@ class SubstitutionModel(nn.Module):
 
     def jukes_cantor_coefficients(self, branch_lengths: torch.Tensor) -> torch.Tensor:
         """(a, b) of P(t r_c) = a I + b J under JC69, `[..., C, 2]` for branch lengths
-        `[...]`: a = exp(-4/3 t r_c), b = (1 - a) / 4 (through expm1, accurate for short
-        branches). Only for models where `is_jukes_cantor()` holds."""
-        exponent = -4.0 / 3.0 * branch_lengths[..., None] * self.category_rates  # [..., C]
+        `[...]` (`[n, E]` with an alpha per particle): a = exp(-4/3 t r_c), b = (1 - a) / 4
+        (through expm1, accurate for short branches). Only for models where
+        `is_jukes_cantor()` holds."""
+        exponent = -4.0 / 3.0 * self._scaled_times(branch_lengths)  # [..., C]
         return torch.stack([torch.exp(exponent), -0.25 * torch.expm1(exponent)], dim=-1)
 
 
@@ -216,11 +285,14 @@ class GTR(SubstitutionModel):
     def parameter_values(self) -> dict[str, float | list[float]]:
         return {**super().parameter_values(), "rates": self.rates.detach().tolist()}
 
+    def free_parameters(self) -> tuple[str, ...]:
+        return ("rates", "frequencies", *super().free_parameters())
+
     def exchangeabilities(self) -> torch.Tensor:
-        matrix = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
+        matrix = self.rates.new_zeros(*self.rates.shape[:-1], N_STATES, N_STATES)
         rows, cols = zip(*_PAIRS, strict=True)
-        matrix = matrix.index_put((torch.tensor(rows), torch.tensor(cols)), self.rates)
-        return matrix + matrix.T
+        matrix[..., rows, cols] = self.rates
+        return matrix + matrix.transpose(-1, -2)
 
 
 class HKY(SubstitutionModel):
@@ -241,12 +313,15 @@ class HKY(SubstitutionModel):
     def parameter_values(self) -> dict[str, float | list[float]]:
         return {**super().parameter_values(), "kappa": float(self.kappa.detach())}
 
+    def free_parameters(self) -> tuple[str, ...]:
+        return ("kappa", "frequencies", *super().free_parameters())
+
     def exchangeabilities(self) -> torch.Tensor:
         transition = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
         for i, j in _TRANSITIONS:
             transition[i, j] = transition[j, i] = 1.0
         transversion = 1.0 - transition - torch.eye(N_STATES, dtype=torch.float64)
-        return transversion + self.kappa * transition
+        return transversion + self.kappa[..., None, None] * transition
 
 
 class K80(HKY):
@@ -255,6 +330,9 @@ class K80(HKY):
     def __init__(self, kappa: float = 2.0, gamma_categories: int = 1, alpha: float | None = None):
         super().__init__(kappa, None, gamma_categories, alpha)
 
+    def free_parameters(self) -> tuple[str, ...]:
+        return ("kappa", *SubstitutionModel.free_parameters(self))
+
 
 class JC69(GTR):
     """Jukes-Cantor 1969: equal exchangeabilities and frequencies."""
@@ -262,10 +340,13 @@ class JC69(GTR):
     def __init__(self, gamma_categories: int = 1, alpha: float | None = None) -> None:
         super().__init__(None, None, gamma_categories, alpha)
 
+    def free_parameters(self) -> tuple[str, ...]:
+        return SubstitutionModel.free_parameters(self)
+
 
 def build_model(
     name: ModelName,
-    kappa: float = 2.0,
+    kappa: float | None = None,
     frequencies: list[float] | Literal["empirical"] | None = None,
     rates: list[float] | None = None,
     gamma_categories: int = 1,
@@ -273,7 +354,9 @@ def build_model(
     alignment: Alignment | None = None,
 ) -> SubstitutionModel:
     """Construct a model by name from command-line style values; `frequencies="empirical"`
-    counts them from `alignment` (Alignment.empirical_frequencies, IQ-TREE's +F)."""
+    counts them from `alignment` (Alignment.empirical_frequencies, IQ-TREE's +F). Values not
+    given take the defaults: kappa 2, equal frequencies and exchangeabilities."""
+    kappa = 2.0 if kappa is None else kappa
     if frequencies == "empirical":
         if alignment is None:
             raise ValueError("empirical frequencies need the alignment")
