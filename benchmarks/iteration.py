@@ -38,6 +38,20 @@ def seconds_per_iteration(
     training = TrainingConfig(
         iterations=WARMUP + n, estimator=estimator, subset=subset, checkpoint_every=10**9
     )
+    return time_steps(model, training, support, n, device)
+
+
+def time_model(fasta: Path, support, substitution: dict, n: int) -> float:
+    """Seconds per A = 1 iteration under the substitution model's ModelConfig fields."""
+    model = ModelConfig(alignment=str(fasta), **substitution)
+    training = TrainingConfig(iterations=WARMUP + n, checkpoint_every=10**9)
+    return time_steps(model, training, support, n)
+
+
+def time_steps(
+    model: ModelConfig, training: TrainingConfig, support, n: int, device: str = "cpu"
+) -> float:
+    """Seconds per iteration: the mean of n steps after WARMUP untimed ones."""
     with tempfile.TemporaryDirectory() as folder:
         trainer = create_run(Path(folder), model, training, support, device).trainer
         for _ in range(WARMUP):

@@ -7,18 +7,23 @@ vbpi-mix): uniform topology, exchangeabilities Dirichlet(1,...,1), frequencies
 Dirichlet(1,1,1,1), Gamma shape Exponential(1).
 
     python -m benchmarks.mrbayes_gtr ALIGNMENT OUT_DIR [--ngen N] [--ss-ngen N]
+        [--compare RUN_DIR]
 
 writes OUT_DIR/mcmc.nex and OUT_DIR/ss.nex (the MrBayes command blocks), runs `mb` on each
-(logs mcmc.log, ss.log) and prints the summary table; a finished step is not rerun.
+(logs mcmc.log, ss.log) and prints the summary table; a finished step is not rerun. With
+--compare, a vbpi-mix GTR+G4 fit's summary.json beside it: each parameter's posterior mean
+and 95% interval against MrBayes' mean and 95% HPD interval, and the marginal likelihoods.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 from pathlib import Path
 
+from vbpi_mix.choices import RATE_NAMES
 from vbpi_mix.io.alignment_file import read_sequences
 
 PRIORS = (
@@ -84,12 +89,39 @@ def parameter_table(pstat: Path) -> list[tuple[str, float, float, float]]:
     return rows
 
 
+def comparison_rows(pstat: Path, summary: dict) -> list[str]:
+    """Markdown rows: parameter, vbpi-mix mean (interval), MrBayes mean (HPD), whether
+    vbpi-mix's mean lies inside MrBayes' interval."""
+    posterior = summary["substitution_posterior"]
+    ours = {}
+    for name, labels in (
+        ("rates", [f"r({a}<->{b})" for a, b in RATE_NAMES]),
+        ("frequencies", [f"pi({state})" for state in "ACGT"]),
+        ("alpha", ["alpha"]),
+    ):
+        estimate = posterior[name]
+        for i, label in enumerate(labels):
+            ours[label] = (estimate["mean"][i], estimate["lower"][i], estimate["upper"][i])
+    rows = []
+    for name, mean, lower, upper in parameter_table(pstat):
+        if name not in ours:
+            continue
+        our_mean, our_lower, our_upper = ours[name]
+        inside = "yes" if lower <= our_mean <= upper else "**no**"
+        rows.append(
+            f"| {name} | {our_mean:.4f} ({our_lower:.4f}-{our_upper:.4f}) | "
+            f"{mean:.4f} ({lower:.4f}-{upper:.4f}) | {inside} |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("alignment", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--ngen", type=int, default=1_000_000, help="MCMC generations per run")
     parser.add_argument("--ss-ngen", type=int, default=2_000_000, help="stepping-stone generations")
+    parser.add_argument("--compare", type=Path, help="a vbpi-mix GTR+G4 run folder")
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     data = nexus_data(args.alignment)
@@ -101,6 +133,18 @@ def main() -> None:
         run_mrbayes(args.out_dir, "ss", data, args.ss_ngen, stepping_stone=True)
     )
     print(f"\nstepping-stone log ML: runs {estimates[:-1]}, mean {estimates[-1]}")
+    if args.compare is not None:
+        summary = json.loads((args.compare / "summary.json").read_text())
+        print(
+            "\n| parameter | vbpi-mix mean (95% interval) | MrBayes mean (95% HPD) | inside |"
+            "\n|---|---|---|---|"
+        )
+        print("\n".join(comparison_rows(args.out_dir / "mcmc.pstat", summary)))
+        print(
+            f"\nMLL: vbpi-mix {summary['mll_mean']:.2f} (sd {summary['mll_std']:.2f}), MrBayes "
+            f"stepping-stone {estimates[-1]:.2f} (runs {', '.join(map(str, estimates[:-1]))}); "
+            f"difference {summary['mll_mean'] - estimates[-1]:+.2f}"
+        )
 
 
 if __name__ == "__main__":

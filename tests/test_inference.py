@@ -441,7 +441,7 @@ def test_fit_puts_the_highest_probability_on_the_true_topology(tmp_path):
             "between 1 and --components",
         ),
         (["--kappa", "3"], "--kappa applies to K80 and HKY, not JC"),
-        (["--gamma", "4"], "needs a shape --alpha"),
+        (["--alpha", "0.5"], "--alpha needs --gamma-categories"),
         (["--iterations", "100", "--warmup", "500"], "give --warmup at most 100"),
         (["--split-at", "10"], "--split-at applies to mixtures"),
         (["--components", "2", "--iterations", "100", "--split-at", "100"], "below --iterations"),

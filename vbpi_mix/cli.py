@@ -236,8 +236,10 @@ examples:
       --iterations 1500 --lr 0.01 --warmup 500
   vbpi-mix fit DS1.fasta --support-dir DS1/ufboot --out runs/ds1 --components 5 \\
       --estimator s2a --subset 1 --particles 10 --iterations 400000
+  vbpi-mix fit aln.fasta --support-dir support --out runs/gtr --model GTR --gamma 4
+      (exchangeabilities, base frequencies and alpha inferred with the tree)
   vbpi-mix fit aln.fasta --support-dir support --out runs/hky --model HKY --kappa 4 \\
-      --freqs 0.3,0.2,0.2,0.3 --gamma 4 --alpha 0.5
+      --freqs empirical --gamma 4 --alpha 0.5   (every parameter fixed)
 
 A run folder holds config.json, support.tsv, checkpoint.pt, metrics.jsonl and summary.json.
 Ctrl-C or SIGTERM stops training after the iteration under way (exit status 130); running
@@ -334,9 +336,13 @@ def run_sample(args: argparse.Namespace, stop: threading.Event) -> int:
     check_output_file(args.out, "-o")
     if args.topologies:
         check_output_file(args.topologies, "--topologies")
-    workflows.sample(args.run_dir, args.n, args.out, args.seed, args.format, args.topologies,
-                     progress=not args.quiet, stop=stop)  # fmt: skip
+    parameters = workflows.parameter_file(args.out)
+    check_output_file(parameters, "-o (its .p file)")
+    trees = workflows.sample(args.run_dir, args.n, args.out, args.seed, args.format,
+                             args.topologies, progress=not args.quiet, stop=stop)  # fmt: skip
     print(f"wrote {args.n} trees to {args.out}")
+    if trees.parameters is not None:
+        print(f"wrote the substitution parameters drawn with them to {parameters}")
     return 0
 
 
@@ -577,8 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit q(tau, b), a uniform mixture of A SBN x log-normal branch-length "
         "components, by maximising a K-particle bound with the A2A, S2A or S2S estimator, then "
         "print the MAP topology, the marginal likelihood estimate and the ELBO. Model: JC69 "
-        "unless --model says otherwise (its parameters fixed), uniform topology prior, "
-        "Exponential(10) branch lengths.",
+        "unless --model says otherwise, its free parameters not given inferred with the tree "
+        "(MrBayes' default priors; posterior mean and 95% interval in the summary), uniform "
+        "topology prior, Exponential(10) branch lengths.",
         epilog=FIT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -745,7 +752,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="draw trees with branch lengths from a fitted posterior",
         description="Draw N unrooted trees with branch lengths from q of a run folder and write "
-        "them as NEXUS with a translate block (FigTree, DendroPy, PAUP*) or Newick (ete3).",
+        "them as NEXUS with a translate block (FigTree, DendroPy, PAUP*) or Newick (ete3). "
+        "Where the fit inferred substitution parameters, a value of each is drawn with each "
+        "tree and written beside the trees, in TREES with the suffix .p (columns as in "
+        "MrBayes' .p files: tree, TL, kappa, r(A<->C)..., pi(A)..., alpha; Tracer reads it).",
         epilog=SAMPLE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -52,10 +52,13 @@ class Posterior:
     def sample(
         self, n: int, seed: int = 0, progress: bool = False, stop: threading.Event | None = None
     ) -> TreeSample:
-        """n trees with branch lengths drawn from q (repeatable by seed); setting `stop`
-        ends the draw after the chunk under way (vbpi_mix.errors.Stopped)."""
+        """n trees with branch lengths drawn from q (repeatable by seed), each with a draw of
+        the inferred substitution parameters where the fit has any; setting `stop` ends the
+        draw after the chunk under way (vbpi_mix.errors.Stopped)."""
         generator = torch.Generator().manual_seed(seed)
-        return draw_trees(self.run.mixture, self.taxa, n, generator, progress, stop)
+        return draw_trees(
+            self.run.mixture, self.taxa, n, generator, progress, stop, self.run.parameters
+        )
 
     def tree_list(self, n: int, seed: int = 0) -> dendropy.TreeList:
         """n sampled trees as an unrooted DendroPy TreeList."""

@@ -19,6 +19,7 @@ from vbpi_mix.trees.conversions import to_dendropy
 from vbpi_mix.trees.topology import Topology, newick_from_parents, topology_from_parents
 from vbpi_mix.variational.branch_lengths import edge_features
 from vbpi_mix.variational.mixture import Mixture
+from vbpi_mix.variational.substitution_posterior import SubstitutionPosterior
 
 SAMPLE_CHUNK = 1000  # trees drawn per call: bounds memory for large N
 
@@ -26,12 +27,14 @@ SAMPLE_CHUNK = 1000  # trees drawn per call: bounds memory for large N
 @dataclass(frozen=True)
 class TreeSample:
     """n trees drawn from q: parent arrays `[n, 2N-3]` in the kernel encoding, branch lengths
-    `[n, 2N-3]` indexed like them, and each tree's canonical topology."""
+    `[n, 2N-3]` indexed like them, each tree's canonical topology, and where the fit inferred
+    substitution parameters, a value of each drawn with each tree (`[n]` or `[n, K]`)."""
 
     taxa: tuple[str, ...]
     parents: np.ndarray
     branch_lengths: np.ndarray
     topologies: tuple[Topology, ...]
+    parameters: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.topologies)
@@ -59,9 +62,12 @@ def draw_trees(
     generator: torch.Generator | None = None,
     progress: bool = False,
     stop: threading.Event | None = None,
+    parameters: SubstitutionPosterior | None = None,
 ) -> TreeSample:
-    """n trees from q = (1/A) sum_a q_a: each tree's component uniform at random. Setting
-    `stop` ends it after the chunk under way (vbpi_mix.errors.Stopped)."""
+    """n trees from q = (1/A) sum_a q_a: each tree's component uniform at random; with
+    `parameters`, the q(theta) of inferred substitution parameters, a draw of theta for each
+    tree (after the trees, so the trees do not depend on it). Setting `stop` ends it after
+    the chunk under way (vbpi_mix.errors.Stopped)."""
     components = torch.randint(mixture.n_components, (n,), generator=generator).numpy()
     parents, lengths = [], []
     with tqdm(total=n, desc="sampling trees", unit="tree", disable=not progress or None) as bar:
@@ -73,7 +79,11 @@ def draw_trees(
             stop_if_asked(stop)
     parents_array = np.concatenate(parents)
     topologies = tuple(topology_from_parents(p, taxa) for p in parents_array)
-    return TreeSample(tuple(taxa), parents_array, np.concatenate(lengths), topologies)
+    values = None
+    if parameters is not None:
+        draws, _ = parameters.rsample_and_log_prob(n, generator)
+        values = {name: value.numpy() for name, value in draws.items()}
+    return TreeSample(tuple(taxa), parents_array, np.concatenate(lengths), topologies, values)
 
 
 def topology_probabilities(

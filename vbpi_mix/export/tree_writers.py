@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from vbpi_mix.choices import RATE_NAMES
 from vbpi_mix.export.posterior import TopologyProbability, TreeSample
 from vbpi_mix.trees.topology import newick_from_parents, quote_label
 
@@ -41,6 +42,24 @@ def sample_nexus(sample: TreeSample) -> str:
 def sample_newick(sample: TreeSample) -> str:
     """One Newick tree per line, with taxon names and branch lengths."""
     return "".join(f"{sample.newick(i)}\n" for i in range(len(sample)))
+
+
+def parameter_table(sample: TreeSample) -> str:
+    """The values drawn with each tree, tab-separated, as MrBayes' `.p` files name them: tree
+    (its number in the tree file), TL (tree length), kappa, r(A<->C) .. r(G<->T) (summing to
+    1), pi(A) .. pi(T), alpha; only the columns of inferred parameters after TL."""
+    columns = {"tree": np.arange(1, len(sample) + 1), "TL": sample.branch_lengths.sum(axis=1)}
+    names = {
+        "kappa": ("kappa",),
+        "rates": tuple(f"r({a}<->{b})" for a, b in RATE_NAMES),
+        "frequencies": tuple(f"pi({state})" for state in "ACGT"),
+        "alpha": ("alpha",),
+    }
+    for name, values in (sample.parameters or {}).items():
+        table = values.reshape(len(sample), -1)
+        columns.update({label: table[:, i] for i, label in enumerate(names[name])})
+    rows = ("\t".join(f"{column[i]:.6g}" for column in columns.values()) for i in range(len(sample)))
+    return "\t".join(columns) + "\n" + "".join(row + "\n" for row in rows)
 
 
 def trprobs_nexus(table: Sequence[TopologyProbability]) -> str:

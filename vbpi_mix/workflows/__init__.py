@@ -16,7 +16,7 @@ above them only the command line, which parses, calls one workflow and prints.
 """
 
 from vbpi_mix.workflows.fitting import Evaluation, evaluate, fit
-from vbpi_mix.workflows.posterior import sample, summarize
+from vbpi_mix.workflows.posterior import parameter_file, sample, summarize
 from vbpi_mix.workflows.trees import build_support, loglik, support_files
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "evaluate",
     "fit",
     "loglik",
+    "parameter_file",
     "sample",
     "summarize",
     "support_files",
