@@ -34,6 +34,16 @@ def prior_draws(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
+def correlated(posterior: SubstitutionPosterior) -> SubstitutionPosterior:
+    """The posterior with seeded correlations between its coordinates."""
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(7)
+        posterior.below_diagonal.copy_(
+            0.1 * torch.randn(len(posterior.below_diagonal), generator=generator)
+        )
+    return posterior
+
+
 def test_substitution_priors_equal_scipy_densities():
     """log p(theta) against scipy: Dirichlet(1,..,1) on the exchangeabilities and on the
     frequencies, Beta(1, 1) on kappa / (1 + kappa) with its Jacobian 1 / (1 + kappa)^2, and
@@ -52,13 +62,16 @@ def test_substitution_priors_equal_scipy_densities():
 
 def test_variational_density_integrates_to_one_against_the_prior():
     """E_prior[q(theta) / p(theta)] = integral of q = 1, from 200,000 draws of the prior
-    (scipy), for q with scales that overlap the prior: checks q's density, its Jacobians on
-    the simplex and the prior's, in the same measure, together. Tolerance: 5 standard
-    errors of the mean of the ratios."""
-    posterior = SubstitutionPosterior(START, scale=0.6)
+    (scipy), for a correlated q with scales that overlap the prior: checks q's density (each
+    parameter's marginal, and all of them jointly), its Jacobians on the simplex and the
+    prior's, in the same measure, together. Tolerance: 5 standard errors of the mean of the
+    ratios."""
+    posterior = correlated(SubstitutionPosterior(START, scale=0.6))
     draws = prior_draws(200_000, np.random.default_rng(1))
-    for name, value in draws.items():
-        one = {name: torch.as_tensor(value)}
+    subsets = [{name: value} for name, value in draws.items()] + [draws]
+    for subset in subsets:
+        one = {name: torch.as_tensor(value) for name, value in subset.items()}
+        name = "+".join(subset)
         with torch.no_grad():
             ratios = torch.exp(posterior.log_prob(one) - log_substitution_prior(one)).numpy()
         error = ratios.std() / math.sqrt(len(ratios))
@@ -69,7 +82,7 @@ def test_draws_score_as_their_density():
     """The log q returned with each draw equals log_prob of the drawn values, and the draws
     are where they should be: log-normal medians at the start values, simplex points that
     sum to 1."""
-    posterior = SubstitutionPosterior(START, scale=0.2)
+    posterior = correlated(SubstitutionPosterior(START, scale=0.2))
     values, log_q = posterior.rsample_and_log_prob(20_000, torch.Generator().manual_seed(2))
     with torch.no_grad():
         np.testing.assert_allclose(log_q.numpy(), posterior.log_prob(values).numpy(), rtol=1e-10)

@@ -1,15 +1,16 @@
 """Variational posterior q(theta) of the substitution model's inferred parameters, reparameterised.
 
-Each inferred parameter is a fixed transform of a Gaussian z = mu + sigma * eps (diagonal):
+Each inferred parameter is a fixed transform of coordinates z of one Gaussian (full
+covariance, `SubstitutionPosterior`):
 
     kappa, alpha                  log-normal:       x = exp(z),          log |dx/dz| = log x
     exchangeabilities (6, sum 1)  logistic-normal:  x = softmax([z, 0]), log |dx/dz| = sum log x_i
     frequencies (4, sum 1)        logistic-normal   (z has one coordinate fewer than x)
 
-so log q(x) = log N(z; mu, sigma^2) - log |dx/dz|, a density on the simplex with respect to the
+so log q(x) = log N(z; mu, Sigma) - log |dx/dz|, a density on the simplex with respect to the
 Lebesgue measure of all coordinates but the last (as the Dirichlet priors are written,
-vbpi_mix.phylo.priors.log_substitution_prior). Draws are differentiable in mu and sigma
-(pathwise gradients, as the branch lengths').
+vbpi_mix.phylo.priors.log_substitution_prior). Draws are differentiable in mu and Sigma's
+Cholesky factor (pathwise gradients, as the branch lengths').
 
 One q(theta) is shared by every component of a mixture: q(tau, b, theta) = q(theta) (1/A)
 sum_a q_a(tau, b), so theta's density factors out of every mixture denominator and A2A, S2A
@@ -50,9 +51,24 @@ def _constrained(name: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return log_x.exp(), log_x.sum(dim=1)
 
 
+def _slices(names: tuple[str, ...] | list[str]) -> dict[str, slice]:
+    """Where each parameter's coordinates lie in the concatenation of `names`' coordinates."""
+    bounds = [0]
+    for name in names:
+        bounds.append(bounds[-1] + _DIMENSIONS[name])
+    return {name: slice(bounds[i], bounds[i + 1]) for i, name in enumerate(names)}
+
+
 class SubstitutionPosterior(nn.Module):
     """q(theta) over the named parameters, starting at `start` (their values in the model:
-    kappa and alpha numbers, rates and frequencies vectors, rescaled onto the simplex)."""
+    kappa and alpha numbers, rates and frequencies vectors, rescaled onto the simplex).
+
+    z, the concatenation of every parameter's coordinates (D of them, at most 9 for GTR+G),
+    is one Gaussian with a full covariance: z = mu + L eps, L lower triangular with a
+    positive diagonal (its log is the parameter). Full, not diagonal, because the
+    coordinates are correlated in the posterior (the exchangeabilities with each other and
+    with alpha), and because a diagonal Gaussian over log ratios to the last coordinate
+    leaves that coordinate's marginal too narrow; D is small, so L costs nothing."""
 
     def __init__(self, start: dict[str, torch.Tensor], scale: float = INITIAL_SCALE) -> None:
         super().__init__()
@@ -60,42 +76,46 @@ class SubstitutionPosterior(nn.Module):
         if unknown:
             raise ValueError(f"no variational family for {sorted(unknown)}")
         self.names = tuple(start)
-        self.loc = nn.ParameterDict(
-            {name: nn.Parameter(_unconstrained(name, value)) for name, value in start.items()}
-        )
-        log_scale = math.log(scale)
-        self.log_scale = nn.ParameterDict(
-            {
-                name: nn.Parameter(torch.full((_DIMENSIONS[name],), log_scale, dtype=torch.float64))
-                for name in self.names
-            }
-        )
+        self.slices = _slices(self.names)
+        size = sum(_DIMENSIONS[name] for name in self.names)
+        self.loc = nn.Parameter(torch.cat([_unconstrained(n, start[n]) for n in self.names]))
+        self.log_diagonal = nn.Parameter(torch.full((size,), math.log(scale), dtype=torch.float64))
+        self.below_diagonal = nn.Parameter(torch.zeros(size * (size - 1) // 2, dtype=torch.float64))
+        self._rows, self._cols = torch.tril_indices(size, size, offset=-1)
+
+    def scale_tril(self) -> torch.Tensor:
+        """L `[D, D]`: exp(log_diagonal) on the diagonal, below_diagonal under it."""
+        below = self.loc.new_zeros(len(self.loc), len(self.loc))
+        below[self._rows, self._cols] = self.below_diagonal
+        return below + torch.diag(self.log_diagonal.exp())
 
     def rsample_and_log_prob(
         self, n: int, generator: torch.Generator | None = None
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """n draws, each parameter's `[n]` or `[n, K]`, and log q(theta) `[n]`; differentiable
         in the variational parameters."""
-        values, log_q = {}, torch.zeros(n, dtype=torch.float64)
+        noise = torch.randn(n, len(self.loc), generator=generator, dtype=torch.float64)
+        z = self.loc + noise @ self.scale_tril().T
+        log_normal = (-0.5 * noise.square() - 0.5 * math.log(2 * math.pi)).sum(dim=1)
+        log_q = log_normal - self.log_diagonal.sum()
+        values = {}
         for name in self.names:
-            loc, log_scale = self.loc[name], self.log_scale[name]
-            noise = torch.randn(n, len(loc), generator=generator, dtype=torch.float64)
-            value, log_jacobian = _constrained(name, loc + log_scale.exp() * noise)
-            log_normal = -0.5 * noise.square() - log_scale - 0.5 * math.log(2 * math.pi)
-            values[name] = value
-            log_q = log_q + log_normal.sum(dim=1) - log_jacobian
+            values[name], log_jacobian = _constrained(name, z[:, self.slices[name]])
+            log_q = log_q - log_jacobian
         return values, log_q
 
     def log_prob(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log q of given values `[n]` of some of the parameters (their marginal: the
-        coordinates of z are independent)."""
-        log_q = torch.zeros(len(next(iter(values.values()))), dtype=torch.float64)
-        for name, value in values.items():
-            z = _unconstrained(name, value)
-            _, log_jacobian = _constrained(name, z)
-            noise = (z - self.loc[name]) / self.log_scale[name].exp()
-            log_normal = -0.5 * noise.square() - self.log_scale[name] - 0.5 * math.log(2 * math.pi)
-            log_q = log_q + log_normal.sum(dim=1) - log_jacobian
+        """log q of given values `[n]` of some of the parameters: the Gaussian marginal of
+        their coordinates of z, less their Jacobians."""
+        names = [name for name in self.names if name in values]
+        columns = torch.cat([torch.arange(len(self.loc))[self.slices[name]] for name in names])
+        z = torch.cat([_unconstrained(name, values[name]) for name in names], dim=-1)
+        tril = self.scale_tril()
+        covariance = (tril @ tril.T)[columns][:, columns]
+        gaussian = torch.distributions.MultivariateNormal(self.loc[columns], covariance)
+        log_q = gaussian.log_prob(z)
+        for name, where in _slices(names).items():
+            log_q = log_q - _constrained(name, z[:, where])[1]
         return log_q
 
     @torch.no_grad()
