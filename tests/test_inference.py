@@ -39,8 +39,8 @@ def example_support():
     return build_support(sorted(SUPPORT_DIR.iterdir()), taxa, progress=False)
 
 
-def small_run(folder: Path, iterations: int, components: int = 2):
-    model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=components)
+def small_run(folder: Path, iterations: int, components: int = 2, **substitution):
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=components, **substitution)
     training = TrainingConfig(
         iterations=iterations,
         particles=3,
@@ -67,11 +67,17 @@ def test_schedules_closed_forms():
     assert learning_rate_factor(40_000) == pytest.approx(0.75**2)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    uninterrupted = small_run(tmp_path / "a", 12)
+@pytest.mark.parametrize(
+    "substitution",
+    [{}, {"substitution_model": "HKY", "gamma_categories": 4}],
+    ids=["JC", "HKY+G4-inferred"],
+)
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, substitution):
+    """Also with inferred substitution parameters: their q and its Adam state resume."""
+    uninterrupted = small_run(tmp_path / "a", 12, **substitution)
     uninterrupted.trainer.run(progress=False)
 
-    killed = small_run(tmp_path / "b", 12)
+    killed = small_run(tmp_path / "b", 12, **substitution)
     original_step = killed.trainer.step
 
     def step_then_die():
@@ -84,11 +90,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
         killed.trainer.run(progress=False)
     assert torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)["iteration"] == 8
 
-    resumed = small_run(tmp_path / "b", 12)  # fresh objects, as a new process would have
+    resumed = small_run(tmp_path / "b", 12, **substitution)  # fresh, as a new process's
     assert resumed.trainer.iteration == 8
     resumed.trainer.run(progress=False)
     for name, value in uninterrupted.mixture.state_dict().items():
         assert torch.equal(value, resumed.mixture.state_dict()[name]), name
+    if substitution:
+        for name, value in uninterrupted.parameters.state_dict().items():
+            assert torch.equal(value, resumed.parameters.state_dict()[name]), name
     training_lines, evaluations = {}, {}
     for folder in ("a", "b"):
         lines = read_metrics(tmp_path / folder)

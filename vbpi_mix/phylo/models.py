@@ -12,7 +12,9 @@ mean rate (Yang 1994), as IQ-TREE and MrBayes do; the rates average to 1.
 Every P(t r_c) is differentiable in the exchangeabilities, the frequencies, the branch
 lengths and the Gamma shape alpha (vbpi_mix.phylo.matrix_exponentials for exp(S t), whose
 gradient stays finite where eigenvalues repeat; `gamma_category_rates` for the rates), so
-that these parameters can be inferred with the tree.
+that these parameters can be inferred with the tree: `with_values` gives a copy of a model
+holding one value of its free parameters per particle, whose matrices are computed for all
+particles at once.
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ class SubstitutionModel(nn.Module):
 
     @property
     def category_rates(self) -> torch.Tensor:
-        """The mean rates `[C]` of the Gamma categories, differentiable in alpha."""
+        """The mean rates `[C]` (`[n, C]` with an alpha per particle) of the Gamma
+        categories, differentiable in alpha."""
         return gamma_category_rates(self.alpha, self.gamma_categories)
 
     def free_parameters(self) -> tuple[str, ...]:
