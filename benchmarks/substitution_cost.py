@@ -26,8 +26,11 @@ ROWS = (
     (
         "GTR+G4, all fixed",
         {
-            "substitution_model": "GTR", "gamma_categories": 4, "alpha": 0.5,
-            "rates": [1.0, 2.0, 1.0, 1.0, 2.0, 1.0], "frequencies": "empirical",
+            "substitution_model": "GTR",
+            "gamma_categories": 4,
+            "alpha": 0.5,
+            "rates": [1.0, 2.0, 1.0, 1.0, 2.0, 1.0],
+            "frequencies": "empirical",
         },
     ),  # fmt: skip
 )

@@ -58,8 +58,9 @@ def parameter_table(sample: TreeSample) -> str:
     for name, values in (sample.parameters or {}).items():
         table = values.reshape(len(sample), -1)
         columns.update({label: table[:, i] for i, label in enumerate(names[name])})
-    rows = ("\t".join(f"{column[i]:.6g}" for column in columns.values()) for i in range(len(sample)))
-    return "\t".join(columns) + "\n" + "".join(row + "\n" for row in rows)
+    table = np.column_stack(list(columns.values()))
+    rows = ("\t".join(f"{value:.6g}" for value in row) + "\n" for row in table)
+    return "\t".join(columns) + "\n" + "".join(rows)
 
 
 def trprobs_nexus(table: Sequence[TopologyProbability]) -> str:
