@@ -45,7 +45,7 @@ def nexus_data(alignment: Path) -> str:
     )
 
 
-def command_block(run: str, ngen: int, stepping_stone: bool) -> str:
+def command_block(run: str, ngen: int, stepping_stone: bool, seed: int = 1) -> str:
     """The MrBayes block of one run: GTR+G4, the priors above, two runs of one chain."""
     sampling = (
         f"ss ngen={ngen} samplefreq=100 printfreq={ngen // 20} diagnfreq={ngen // 10} "
@@ -55,20 +55,27 @@ def command_block(run: str, ngen: int, stepping_stone: bool) -> str:
         "nruns=2 nchains=1;\n  sump relburnin=yes burninfrac=0.25;"
     )
     return (
-        "begin mrbayes;\n  set autoclose=yes nowarn=yes seed=1 swapseed=1;\n"
+        f"begin mrbayes;\n  set autoclose=yes nowarn=yes seed={seed} swapseed={seed};\n"
         "  lset nst=6 rates=gamma ngammacat=4;\n"
         f"  {PRIORS}\n  mcmcp filename={run};\n  {sampling}\nend;\n"
     )
 
 
-def run_mrbayes(out_dir: Path, run: str, data: str, ngen: int, stepping_stone: bool) -> str:
-    """Run `mb` on OUT_DIR/RUN.nex unless RUN.log holds a finished run; its log text."""
+def run_mrbayes(
+    out_dir: Path, run: str, data: str, ngen: int, stepping_stone: bool, seed: int = 1
+) -> str:
+    """Run `mb` on OUT_DIR/RUN.nex unless it has finished (the MCMC's `.pstat` written, the
+    stepping-stone's estimates in its log); its log text."""
     log = out_dir / f"{run}.log"
-    finished = "Mean:" if stepping_stone else "Summary statistics for informative"
-    if log.exists() and finished in log.read_text():
-        return log.read_text()
+    finished = (
+        log.exists() and "Mean:" in log.read_text()
+        if stepping_stone
+        else (out_dir / f"{run}.pstat").exists()
+    )
+    if finished:
+        return log.read_text() if log.exists() else ""
     nexus = out_dir / f"{run}.nex"
-    nexus.write_text(data + command_block(run, ngen, stepping_stone))
+    nexus.write_text(data + command_block(run, ngen, stepping_stone, seed))
     with log.open("w") as handle:
         subprocess.run(["mb", nexus.name], cwd=out_dir, stdout=handle, check=True)
     return log.read_text()
@@ -122,6 +129,7 @@ def main() -> None:
     parser.add_argument("--ngen", type=int, default=1_000_000, help="MCMC generations per run")
     parser.add_argument("--ss-ngen", type=int, default=2_000_000, help="stepping-stone generations")
     parser.add_argument("--compare", type=Path, help="a vbpi-mix GTR+G4 run folder")
+    parser.add_argument("--seed", type=int, default=1, help="MrBayes' seed and swapseed")
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     data = nexus_data(args.alignment)
@@ -130,7 +138,7 @@ def main() -> None:
     for name, mean, lower, upper in parameter_table(args.out_dir / "mcmc.pstat"):
         print(f"| {name} | {mean:.4f} | {lower:.4f} - {upper:.4f} |")
     estimates = stepping_stone_estimates(
-        run_mrbayes(args.out_dir, "ss", data, args.ss_ngen, stepping_stone=True)
+        run_mrbayes(args.out_dir, "ss", data, args.ss_ngen, stepping_stone=True, seed=args.seed)
     )
     print(f"\nstepping-stone log ML: runs {estimates[:-1]}, mean {estimates[-1]}")
     if args.compare is not None:
