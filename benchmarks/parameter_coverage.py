@@ -25,6 +25,7 @@ from vbpi_mix.inference.runs import ModelConfig, create_run
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.phylo.models import GTR, HKY, SubstitutionModel
 from vbpi_mix.phylo.simulate import simulate_sequences
+from vbpi_mix.threads import ThreadTuner, usable_cores
 from vbpi_mix.trees.random_tree import random_parents
 from vbpi_mix.trees.support import Support
 from vbpi_mix.trees.topology import topology_from_parents
@@ -60,7 +61,7 @@ def covered_intervals(
         seed=seed, checkpoint_every=iterations,
     )  # fmt: skip
     run = create_run(folder / f"{name}_{seed}", model, training, support)
-    run.trainer.run(progress=False)
+    run.trainer.run(progress=False, threads=ThreadTuner(usable_cores()))  # as `vbpi-mix fit`
     result = {}
     for parameter, estimate in run.parameters.summary(seed=seed).items():
         truth = np.atleast_1d(TRUTH[parameter])
@@ -75,7 +76,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--models", nargs="+", default=["HKY", "GTR"])
     args = parser.parse_args()
-    torch.set_num_threads(1)
     print("| model | covered | per parameter (covered / intervals) |\n|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:

@@ -47,3 +47,15 @@ def stand_in_data(tmp_path):
         source = REPO_ROOT / "data" / "example_support" / f"rep_{k}.trees.gz"
         shutil.copy(source, folder / "ufboot" / f"rep_{k}.ufboot.gz")
     return tmp_path / "data"
+
+
+@pytest.fixture
+def restore_threads():
+    """The thread counts of numba and torch put back after a test that changes them."""
+    import numba
+    import torch
+
+    before = numba.get_num_threads(), torch.get_num_threads()
+    yield
+    numba.set_num_threads(before[0])
+    torch.set_num_threads(before[1])

@@ -154,12 +154,13 @@ def test_fit_and_sample_report_the_inferred_parameters(tmp_path, capsys):
     np.testing.assert_allclose(rows[:, 1], [t.length() for t in trees], rtol=1e-5)
 
 
-def test_intervals_cover_the_true_parameters_on_simulated_data(tmp_path):
+def test_intervals_cover_the_true_parameters_on_simulated_data(tmp_path, restore_threads):
     """HKY+G4 data simulated with known kappa, frequencies and alpha (8 taxa, 1000 sites, six
     seeds; benchmarks/parameter_coverage.py), each fitted on its true topology: of the 36 95%
     intervals (kappa, four frequencies, alpha per seed), at least 31 hold the truth. With
     exact 95% intervals the misses are Binomial(36, 0.05), mean 1.8: six or more happen with
-    probability 0.01, so the test fails when intervals are clearly too narrow."""
+    probability 0.01, so the test fails when intervals are clearly too narrow. The fits pick
+    their thread counts as `vbpi-mix fit` does (a ThreadTuner)."""
     from benchmarks.parameter_coverage import covered_intervals
 
     flags = [

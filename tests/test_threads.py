@@ -13,17 +13,12 @@ from vbpi_mix.inference.runs import ModelConfig, create_run
 from vbpi_mix.inference.trainer import TrainingConfig
 from vbpi_mix.threads import ThreadTuner, set_threads, usable_cores
 
-pytestmark = pytest.mark.skipif(
-    numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba's pool to hold 2 threads"
-)
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = numba.get_num_threads(), torch.get_num_threads()
-    yield
-    numba.set_num_threads(before[0])
-    torch.set_num_threads(before[1])
+pytestmark = [
+    pytest.mark.skipif(
+        numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba's pool to hold 2 threads"
+    ),
+    pytest.mark.usefixtures("restore_threads"),
+]
 
 
 def run_iterations(tuner: ThreadTuner, seconds_at: dict[int, float], n: int) -> list[int]:
