@@ -755,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
         "them as NEXUS with a translate block (FigTree, DendroPy, PAUP*) or Newick (ete3). "
         "Where the fit inferred substitution parameters, a value of each is drawn with each "
         "tree and written beside the trees, in TREES with the suffix .p (columns as in "
-        "MrBayes' .p files: tree, TL, kappa, r(A<->C)..., pi(A)..., alpha; Tracer reads it).",
+        "MrBayes' .p files: tree, TL, kappa, r(A<->C)..., pi(A)..., alpha).",
         epilog=SAMPLE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
