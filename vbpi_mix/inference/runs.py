@@ -33,7 +33,7 @@ from vbpi_mix.io.newick import parse_newick
 from vbpi_mix.io.text_files import read_text, write_text_atomic
 from vbpi_mix.phylo.alignment import Alignment, load_alignment
 from vbpi_mix.phylo.likelihood import TreeLikelihood
-from vbpi_mix.phylo.models import SubstitutionModel, build_model
+from vbpi_mix.phylo.models import OWN_PARAMETERS, SubstitutionModel, build_model
 from vbpi_mix.trees.subsplits import build_subsplit_index
 from vbpi_mix.trees.support import Support
 from vbpi_mix.trees.topology import Topology, topology_from_parsed
@@ -74,17 +74,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # one spelling per model: a value the model has no use for is None (older run
         # folders wrote kappa 2 for every model)
-        model = self.substitution_model
-        for name, models in _PARAMETER_MODELS.items():
-            if model not in models:
+        own = OWN_PARAMETERS.get(self.substitution_model, ())  # unknown: build_model says so
+        for name in ("kappa", "rates", "frequencies"):
+            if name not in own:
                 object.__setattr__(self, name, None)
 
     def inferred_parameters(self) -> tuple[str, ...]:
-        """The model's free parameters that were not given, which the fit infers, in the
-        order kappa, rates, frequencies, alpha."""
-        model = self.substitution_model
-        free = [name for name, models in _PARAMETER_MODELS.items() if model in models]
-        free += ["alpha"] if self.gamma_categories > 1 else []
+        """The model's free parameters (OWN_PARAMETERS, then alpha with Gamma categories)
+        that were not given, which the fit infers."""
+        free = OWN_PARAMETERS.get(self.substitution_model, ())
+        free += ("alpha",) if self.gamma_categories > 1 else ()
         return tuple(name for name in free if getattr(self, name) is None)
 
     def model_label(self) -> str:
@@ -112,10 +111,6 @@ class ModelConfig:
         if not inferred:
             return None
         return SubstitutionPosterior({name: getattr(model, name) for name in inferred})
-
-
-# which models have each parameter that a fit may infer (alpha: any with Gamma categories)
-_PARAMETER_MODELS = {"kappa": ("K80", "HKY"), "rates": ("GTR",), "frequencies": ("HKY", "GTR")}
 
 
 @dataclass

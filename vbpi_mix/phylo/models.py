@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 N_STATES = 4
 _TRANSITIONS = ((0, 2), (1, 3))  # A<->G, C<->T in the state order A, C, G, T
 _PAIRS = tuple(("ACGT".index(a), "ACGT".index(b)) for a, b in RATE_NAMES)  # (0, 1), ...
+# each model's own free parameters (alpha comes with Gamma categories, whatever the model)
+OWN_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "JC": (), "K80": ("kappa",), "HKY": ("kappa", "frequencies"), "GTR": ("rates", "frequencies"),
+}  # fmt: skip
 # the dimensions of one value of each parameter; a model with values per particle has one more
 _VALUE_DIMS = {"kappa": 0, "alpha": 0, "rates": 1, "frequencies": 1}
 
@@ -170,11 +174,13 @@ class SubstitutionModel(nn.Module):
         categories, differentiable in alpha."""
         return gamma_category_rates(self.alpha, self.gamma_categories)
 
+    name: ModelName  # each subclass's, the key of OWN_PARAMETERS
+
     def free_parameters(self) -> tuple[str, ...]:
         """The names of the model's tensors that can be inferred with the tree (`with_values`):
-        the subclass's own (kappa, rates), the frequencies where the model has free ones, and
-        alpha with Gamma categories."""
-        return ("alpha",) if self.gamma_categories > 1 else ()
+        its own (OWN_PARAMETERS), and alpha with Gamma categories."""
+        gamma = ("alpha",) if self.gamma_categories > 1 else ()
+        return OWN_PARAMETERS[self.name] + gamma
 
     def with_values(self, values: dict[str, torch.Tensor]) -> SubstitutionModel:
         """A copy of this model with some of its free parameters replaced, one value per
@@ -271,6 +277,8 @@ class SubstitutionModel(nn.Module):
 class GTR(SubstitutionModel):
     """General time-reversible model; `rates` are the exchangeabilities AC, AG, AT, CG, CT, GT."""
 
+    name = "GTR"
+
     def __init__(
         self,
         rates: torch.Tensor | None = None,
@@ -288,9 +296,6 @@ class GTR(SubstitutionModel):
     def parameter_values(self) -> dict[str, float | list[float]]:
         return {**super().parameter_values(), "rates": self.rates.detach().tolist()}
 
-    def free_parameters(self) -> tuple[str, ...]:
-        return ("rates", "frequencies", *super().free_parameters())
-
     def exchangeabilities(self) -> torch.Tensor:
         matrix = self.rates.new_zeros(*self.rates.shape[:-1], N_STATES, N_STATES)
         rows, cols = zip(*_PAIRS, strict=True)
@@ -300,6 +305,8 @@ class GTR(SubstitutionModel):
 
 class HKY(SubstitutionModel):
     """Hasegawa-Kishino-Yano 1985: transitions at kappa times the transversion rate."""
+
+    name = "HKY"
 
     def __init__(
         self,
@@ -316,9 +323,6 @@ class HKY(SubstitutionModel):
     def parameter_values(self) -> dict[str, float | list[float]]:
         return {**super().parameter_values(), "kappa": float(self.kappa.detach())}
 
-    def free_parameters(self) -> tuple[str, ...]:
-        return ("kappa", "frequencies", *super().free_parameters())
-
     def exchangeabilities(self) -> torch.Tensor:
         transition = torch.zeros(N_STATES, N_STATES, dtype=torch.float64)
         for i, j in _TRANSITIONS:
@@ -330,21 +334,19 @@ class HKY(SubstitutionModel):
 class K80(HKY):
     """Kimura 1980: HKY with equal base frequencies."""
 
+    name = "K80"
+
     def __init__(self, kappa: float = 2.0, gamma_categories: int = 1, alpha: float | None = None):
         super().__init__(kappa, None, gamma_categories, alpha)
-
-    def free_parameters(self) -> tuple[str, ...]:
-        return ("kappa", *SubstitutionModel.free_parameters(self))
 
 
 class JC69(GTR):
     """Jukes-Cantor 1969: equal exchangeabilities and frequencies."""
 
+    name = "JC"
+
     def __init__(self, gamma_categories: int = 1, alpha: float | None = None) -> None:
         super().__init__(None, None, gamma_categories, alpha)
-
-    def free_parameters(self) -> tuple[str, ...]:
-        return SubstitutionModel.free_parameters(self)
 
 
 def build_model(
