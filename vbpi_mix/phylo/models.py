@@ -58,12 +58,17 @@ def discrete_gamma_rates(alpha: float, categories: int) -> np.ndarray:
         return np.ones(1)
     if not alpha > 0:
         raise VbpiMixError(f"gamma shape alpha must be positive; got {alpha}")
-    return _mean_rates(np.array([[alpha]], dtype=np.float64), categories)[0]
+    shapes = np.array([[alpha]], dtype=np.float64)
+    return _mean_rates(shapes, _scaled_quantiles(shapes, categories), categories)[0]
 
 
-def _mean_rates(shapes: np.ndarray, categories: int) -> np.ndarray:
-    """`discrete_gamma_rates` `[n, K]` for shapes `[n, 1]`, in one vectorised pass."""
-    y = special.gammaincinv(shapes, np.arange(1, categories) / categories)  # alpha q_k
+def _scaled_quantiles(shapes: np.ndarray, categories: int) -> np.ndarray:
+    """y_k = alpha q_k `[n, K-1]`, the k/K quantiles of Gamma(alpha, 1), for shapes `[n, 1]`."""
+    return special.gammaincinv(shapes, np.arange(1, categories) / categories)
+
+
+def _mean_rates(shapes: np.ndarray, y: np.ndarray, categories: int) -> np.ndarray:
+    """`discrete_gamma_rates` `[n, K]` for shapes `[n, 1]` and their `_scaled_quantiles`."""
     cdf_above = special.gammainc(shapes + 1, y)
     edges = np.zeros((len(shapes), 1))
     return categories * np.diff(np.concatenate([edges, cdf_above, edges + 1], axis=1), axis=1)
@@ -86,10 +91,9 @@ class _GammaCategoryRates(torch.autograd.Function):
     @staticmethod
     def forward(ctx, alpha: torch.Tensor, categories: int) -> torch.Tensor:  # type: ignore[override]
         shapes = alpha.detach().numpy().reshape(-1, 1)  # [n, 1]
-        levels = np.arange(1, categories) / categories
-        rates = _mean_rates(shapes, categories)
+        y = _scaled_quantiles(shapes, categories)  # [n, K-1]
+        rates = _mean_rates(shapes, y, categories)
         if ctx.needs_input_grad[0]:  # the derivative only where alpha is inferred
-            y = special.gammaincinv(shapes, levels)  # [n, K-1]
             dy = -_shape_derivative(shapes, y) / np.exp(_log_density(shapes, y))
             dc = _shape_derivative(shapes + 1, y) + np.exp(_log_density(shapes + 1, y)) * dy
             edges = np.zeros((len(shapes), 1))
