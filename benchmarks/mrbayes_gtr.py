@@ -23,7 +23,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from vbpi_mix.choices import RATE_NAMES
+from vbpi_mix.export.tree_writers import MRBAYES_COLUMNS
 from vbpi_mix.io.alignment_file import read_sequences
 
 PRIORS = (
@@ -101,13 +101,8 @@ def comparison_rows(pstat: Path, summary: dict) -> list[str]:
     vbpi-mix's mean lies inside MrBayes' interval."""
     posterior = summary["substitution_posterior"]
     ours = {}
-    for name, labels in (
-        ("rates", [f"r({a}<->{b})" for a, b in RATE_NAMES]),
-        ("frequencies", [f"pi({state})" for state in "ACGT"]),
-        ("alpha", ["alpha"]),
-    ):
-        estimate = posterior[name]
-        for i, label in enumerate(labels):
+    for name, estimate in posterior.items():
+        for i, label in enumerate(MRBAYES_COLUMNS[name]):
             ours[label] = (estimate["mean"][i], estimate["lower"][i], estimate["upper"][i])
     rows = []
     for name, mean, lower, upper in parameter_table(pstat):

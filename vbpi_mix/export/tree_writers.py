@@ -44,20 +44,23 @@ def sample_newick(sample: TreeSample) -> str:
     return "".join(f"{sample.newick(i)}\n" for i in range(len(sample)))
 
 
+# each substitution parameter's coordinates as MrBayes' .p files name them
+MRBAYES_COLUMNS: dict[str, tuple[str, ...]] = {
+    "kappa": ("kappa",),
+    "rates": tuple(f"r({a}<->{b})" for a, b in RATE_NAMES),
+    "frequencies": tuple(f"pi({state})" for state in "ACGT"),
+    "alpha": ("alpha",),
+}
+
+
 def parameter_table(sample: TreeSample) -> str:
     """The values drawn with each tree, tab-separated, as MrBayes' `.p` files name them: tree
     (its number in the tree file), TL (tree length), kappa, r(A<->C) .. r(G<->T) (summing to
     1), pi(A) .. pi(T), alpha; only the columns of inferred parameters after TL."""
     columns = {"tree": np.arange(1, len(sample) + 1), "TL": sample.branch_lengths.sum(axis=1)}
-    names = {
-        "kappa": ("kappa",),
-        "rates": tuple(f"r({a}<->{b})" for a, b in RATE_NAMES),
-        "frequencies": tuple(f"pi({state})" for state in "ACGT"),
-        "alpha": ("alpha",),
-    }
     for name, values in (sample.parameters or {}).items():
         table = values.reshape(len(sample), -1)
-        columns.update({label: table[:, i] for i, label in enumerate(names[name])})
+        columns.update({label: table[:, i] for i, label in enumerate(MRBAYES_COLUMNS[name])})
     table = np.column_stack(list(columns.values()))
     rows = ("\t".join(f"{value:.6g}" for value in row) + "\n" for row in table)
     return "\t".join(columns) + "\n" + "".join(rows)
