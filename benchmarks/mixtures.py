@@ -5,12 +5,13 @@ trained component (`fit --split-at`), on DS1, DS5, DS6 and DS8 by default.
 Every setting gets the same training seconds. A short timing pilot measures each setting's
 seconds per iteration on the data set (after compilation); its budget in iterations is the
 seconds divided by that (for a split start: `--split-fraction` of the seconds at the lone
-component's rate, the rest at the mixture's). The schedule is the same for every setting:
-learning rate `--lr`, annealing over the first quarter of the iterations, an MLL estimate from
-1000 particles at `--eval-points` points for the curves, and a final MLL from `--repeats` x
-1000 particles. The plans (iterations, split) are made first, on an idle machine
-(`--plan-only`), and kept, so that a stopped study resumes the same fits and later load does
-not change the budgets; the curves' time axis is the planned (nominal) seconds. Threads are
+component's rate, the rest at the mixture's; or, with `--split-iterations P`, the lone phase a
+fraction P of the iterations, as `fit --split-at` counts them). The schedule is the same for
+every setting: learning rate `--lr`, annealing over the first quarter of the iterations, an
+MLL estimate from 1000 particles at `--eval-points` points for the curves, and a final MLL
+from `--repeats` x 1000 particles. The plans (iterations, split) are made first, on an idle
+machine (`--plan-only`), and kept, so that a stopped study resumes the same fits and later load
+does not change the budgets; the curves' time axis is the planned (nominal) seconds. Threads are
 fixed (`--threads`, default 1): two studies side by side on other data sets share 2 cores.
 
     python -m benchmarks.mixtures --seconds 240 --out runs/mixtures-240 --plan-only
@@ -80,7 +81,18 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=["DS1", "DS5", "DS6", "DS8"])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seconds", type=float, required=True, help="training seconds each")
-    parser.add_argument("--split-fraction", type=float, default=0.5)
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument(
+        "--split-fraction",
+        type=float,
+        default=0.5,
+        help="fraction of the seconds spent alone before the split",
+    )
+    split.add_argument(
+        "--split-iterations",
+        type=float,
+        help="fraction of the iterations spent alone before the split",
+    )
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--max-branch-sd", type=float, default=2.0, help="0: no cap")
     parser.add_argument("--eval-points", type=int, default=8)
@@ -134,9 +146,16 @@ def plan(args, dataset: str, setting: Setting, alignment: Path, support: Support
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps(rates, indent=2) + "\n")
     own, lone = rates[setting.rate_key()], rates[LONE.rate_key()]
-    split_at = round(args.split_fraction * args.seconds / lone) if setting.split else 0
-    rest = round((args.seconds - split_at * lone) / own)
-    return {"iterations": split_at + rest, "split_at": split_at, "rate": own, "lone_rate": lone}
+    if not setting.split:
+        split_at, iterations = 0, round(args.seconds / own)
+    elif args.split_iterations is not None:
+        share = args.split_iterations  # N (P lone + (1 - P) own) = seconds
+        iterations = round(args.seconds / (share * lone + (1 - share) * own))
+        split_at = round(share * iterations)
+    else:
+        split_at = round(args.split_fraction * args.seconds / lone)
+        iterations = split_at + round((args.seconds - split_at * lone) / own)
+    return {"iterations": iterations, "split_at": split_at, "rate": own, "lone_rate": lone}
 
 
 def nominal_seconds(budget: dict, iteration: int) -> float:
@@ -201,12 +220,18 @@ def report(args) -> None:
     print(f"# Mixtures against VBPI at {args.seconds:.0f} training seconds each\n")
     print(f"{date.today()}, commit {commit}, {platform.machine()}, {args.threads} thread(s) "
           "per fit, two fits side by side on 2 cores.\n")  # fmt: skip
+    if args.split_iterations is None:
+        split_option = f"--split-fraction {args.split_fraction:g}"
+        split_share = f"{args.split_fraction:.0%} of the seconds"
+    else:
+        split_option = f"--split-iterations {args.split_iterations:g}"
+        split_share = f"{args.split_iterations:.0%} of the iterations"
     print(f"`python -m benchmarks.mixtures --seconds {args.seconds:g} --lr {args.lr:g} "
-          f"--split-fraction {args.split_fraction:g} --max-branch-sd {args.max_branch_sd:g}`; "
+          f"{split_option} --max-branch-sd {args.max_branch_sd:g}`; "
           f"K = 10, VIMCO, PSP, seed {args.seed}; "
           f"annealing over the first quarter of each fit's iterations; MLL from {args.repeats}"
-          " x 1000 particles. Split: the lone component trains for "
-          f"{args.split_fraction:.0%} of the seconds, then the mixture.\n")  # fmt: skip
+          f" x 1000 particles. Split: the lone component trains for {split_share}, then the "
+          "mixture.\n")  # fmt: skip
     print(
         "Columns: measured training seconds (with whatever else ran); MLL and ELBO minus "
         "A=1's; `to A2A`: planned training seconds of the first 1000-particle estimate within "
