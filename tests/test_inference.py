@@ -21,7 +21,12 @@ from tests.oracles import branch_log_prob
 from vbpi_mix.errors import Stopped, VbpiMixError
 from vbpi_mix.export.posterior import SAMPLE_CHUNK, draw_trees
 from vbpi_mix.inference.estimators import k_sample_bound
-from vbpi_mix.inference.evaluation import importance_log_weights, marginal_likelihood
+from vbpi_mix.inference.evaluation import (
+    ParticleScores,
+    importance_log_weights,
+    marginal_likelihood,
+    score_particles,
+)
 from vbpi_mix.inference.objective import draw_log_weights
 from vbpi_mix.inference.runs import ModelConfig, create_run, open_run, read_metrics
 from vbpi_mix.inference.schedules import inverse_temperature, learning_rate_factor
@@ -261,6 +266,41 @@ def test_marginal_likelihood_of_a_target_proportional_to_q_is_its_constant(
     assert result.estimates == pytest.approx([-1234.5] * 3, abs=1e-8)
     assert result.elbo == pytest.approx(-1234.5, abs=1e-8) and result.std < 1e-8
     assert result.effective_sample_size == pytest.approx(particles, rel=1e-8)
+
+
+def test_the_mixture_elbo_exceeds_its_components_mean_by_their_jensen_shannon_divergence():
+    """Disjoint components: log q = log q_a - log A on each one's own draws, so the mixture's
+    ELBO is the components' mean ELBO plus log A, the largest a uniform mixture can add."""
+    scores = ParticleScores(
+        components=np.array([0, 0, 1, 1]),
+        log_joint=torch.tensor([-10.0, -11.0, -12.0, -9.0], dtype=torch.float64),
+        log_q_components=torch.tensor(
+            [[-1.0, -math.inf], [-2.0, -math.inf], [-math.inf, -0.5], [-math.inf, -3.0]],
+            dtype=torch.float64,
+        ),
+        log_q_theta=torch.zeros(4, dtype=torch.float64),
+    )
+    own = torch.tensor([-9.0, -9.0, -11.5, -6.0], dtype=torch.float64)
+    assert torch.equal(scores.own_log_weights(), own)
+    assert torch.allclose(scores.log_weights(), own + math.log(2), rtol=0, atol=1e-12)
+
+
+def test_copies_add_nothing_and_each_particle_gains_at_most_log_a(tmp_path):
+    """Per particle, log q_a(z) - log q(z) <= log A (q >= q_a / A); components that are copies
+    of one another make it 0 for every particle."""
+    run = small_run(tmp_path, 4, components=3)  # its components start as copies (split)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for parameter in run.mixture.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    apart = score_particles(run.mixture, run.target, 60, generator)
+    gain = apart.log_weights() - apart.own_log_weights()
+    assert bool((gain <= math.log(3) + 1e-9).all()) and 0.01 < float(gain.mean()) < math.log(3)
+    with torch.no_grad():
+        for parameter in run.mixture.parameters():
+            parameter.copy_(parameter[:1].expand_as(parameter))
+    copies = score_particles(run.mixture, run.target, 60, generator)
+    assert torch.allclose(copies.log_weights(), copies.own_log_weights(), rtol=0, atol=1e-10)
 
 
 def test_the_reported_bound_is_untempered_while_training_anneals(tmp_path):

@@ -32,7 +32,70 @@ class MarginalLikelihood:
     pareto_k: float
 
 
+@dataclass(frozen=True)
+class ParticleScores:
+    """Particles drawn from a mixture and scored: the component that drew each `[M]`, log p(y,
+    tau, b, theta) `[M]`, every component's log q_a(tau, b) `[M, A]`, and log q(theta) `[M]`
+    (zeros when the substitution parameters are fixed)."""
+
+    components: np.ndarray
+    log_joint: torch.Tensor
+    log_q_components: torch.Tensor
+    log_q_theta: torch.Tensor
+
+    def log_weights(self) -> torch.Tensor:
+        """log w = log p(y, tau, b, theta) - log q(theta) - log (1/A) sum_a q_a(tau, b) `[M]`."""
+        n_components = self.log_q_components.shape[-1]
+        log_mixture = torch.logsumexp(self.log_q_components, -1) - math.log(n_components)
+        return self.log_joint - log_mixture - self.log_q_theta
+
+    def own_log_weights(self) -> torch.Tensor:
+        """log p(y, tau, b, theta) - log q(theta) - log q_a(tau, b) under the component a that
+        drew each particle `[M]`: its mean over a stratified draw is the components' mean
+        ELBO, which falls short of the mixture's ELBO by the components' Jensen-Shannon
+        divergence, (1/A) sum_a KL(q_a || q), at most log A."""
+        rows = torch.arange(len(self.components))
+        own = self.log_q_components[rows, torch.as_tensor(self.components)]
+        return self.log_joint - own - self.log_q_theta
+
+
 @torch.no_grad()
+def score_particles(
+    mixture: Mixture,
+    target: Target,
+    n_particles: int,
+    generator: torch.Generator | None = None,
+    chunk: int = 250,
+    stop: threading.Event | None = None,
+    parameters: SubstitutionPosterior | None = None,
+) -> ParticleScores:
+    """`n_particles` particles from the mixture, stratified (M/A per component) when A divides
+    M, else a uniform component per particle, each with its own substitution parameters drawn
+    from `parameters` (their q) when they are inferred. Setting `stop` ends it after the chunk
+    under way (vbpi_mix.errors.Stopped)."""
+    n_components = mixture.n_components
+    if n_particles % n_components == 0:
+        components = np.repeat(np.arange(n_components), n_particles // n_components)
+    else:
+        draws = torch.randint(n_components, (n_particles,), generator=generator)
+        components = draws.numpy()
+    log_joint, log_q_components, log_q_theta = [], [], []
+    for start in range(0, n_particles, chunk):
+        particles, log_q_topology, log_q_branches = mixture.sample_and_score(
+            components[start : start + chunk], generator=generator
+        )
+        theta, log_q = draw_parameters(parameters, len(particles.components), generator)
+        log_joint.append(
+            target.log_likelihood(particles, theta) + target.log_prior(particles, theta)
+        )
+        log_q_components.append(log_q_topology + log_q_branches)
+        log_q_theta.append(log_q)
+        stop_if_asked(stop)
+    return ParticleScores(
+        components, torch.cat(log_joint), torch.cat(log_q_components), torch.cat(log_q_theta)
+    )
+
+
 def importance_log_weights(
     mixture: Mixture,
     target: Target,
@@ -42,28 +105,12 @@ def importance_log_weights(
     stop: threading.Event | None = None,
     parameters: SubstitutionPosterior | None = None,
 ) -> torch.Tensor:
-    """log w = log p(y, tau, b) - log q(tau, b) `[M]` for particles from the mixture,
-    stratified (M/A per component) when A divides M, else a uniform component per particle;
-    with inferred substitution parameters theta (`parameters`, their q), log p(y, tau, b,
-    theta) - log q(tau, b, theta). Setting `stop` ends it after the chunk under way
-    (vbpi_mix.errors.Stopped)."""
-    n_components = mixture.n_components
-    if n_particles % n_components == 0:
-        components = np.repeat(np.arange(n_components), n_particles // n_components)
-    else:
-        draws = torch.randint(n_components, (n_particles,), generator=generator)
-        components = draws.numpy()
-    values = []
-    for start in range(0, n_particles, chunk):
-        particles, log_q_topology, log_q_branches = mixture.sample_and_score(
-            components[start : start + chunk], generator=generator
-        )
-        theta, log_q_theta = draw_parameters(parameters, len(particles.components), generator)
-        log_mixture = torch.logsumexp(log_q_topology + log_q_branches, -1) - math.log(n_components)
-        log_joint = target.log_likelihood(particles, theta) + target.log_prior(particles, theta)
-        values.append(log_joint - log_mixture - log_q_theta)
-        stop_if_asked(stop)
-    return torch.cat(values)
+    """log w = log p(y, tau, b) - log q(tau, b) `[M]` for particles from the mixture
+    (score_particles); with inferred substitution parameters theta (`parameters`, their q),
+    log p(y, tau, b, theta) - log q(tau, b, theta)."""
+    return score_particles(
+        mixture, target, n_particles, generator, chunk, stop, parameters
+    ).log_weights()
 
 
 def marginal_likelihood(
