@@ -3,7 +3,7 @@
 # one common protocol (`--protocol short`: 100,000 iterations, learning rate 0.003 x0.75
 # every 20,000, annealing over 25,000, an MLL estimate every 10,000, final MLL from 100 x 1000
 # particles), VBPI (A=1) against mixtures of A=5 under A2A, S2A (S=1) and S2S (S=1), each
-# mixture with the trainer's defaults (split start at half the iterations, sigma cap 2).
+# mixture split at half the iterations (the protocol's) with the sigma cap of 2 (the default).
 # Two benches side by side into one resumable folder, then the report of every finished
 # setting, copied with its plots (never the checkpoints). Run it again to resume.
 #   bash benchmarks/paper_mixtures.sh [RUN_FOLDER] [STREAM_1_SETS] [STREAM_2_SETS]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -365,10 +366,10 @@ def test_a_split_mixture_trains_as_its_parent_until_the_split_then_its_copies_se
             value.copy_(child_parameters[name][:1])
     for _ in range(split_at):
         assert child.trainer.step() == pytest.approx(parent.trainer.step(), abs=1e-9)
-    parent_parameters = dict(parent.mixture.named_parameters())
-    for name, value in child.mixture.named_parameters():
-        reference = parent_parameters[name].expand_as(value)
-        assert torch.allclose(value, reference, rtol=0, atol=1e-12), name
+    saved = child.trainer.checkpoint_state()["mixture"]  # as saved: the copies, tied
+    for name, reference in parent.mixture.named_parameters():
+        value = saved[name]
+        assert torch.allclose(value, reference.expand_as(value), rtol=0, atol=1e-12), name
     generator = torch.Generator().manual_seed(0)
     particles = parent.mixture.sample(np.zeros(50, dtype=np.int64), generator)
     assert torch.allclose(
@@ -386,10 +387,8 @@ def test_a_split_mixture_trains_as_its_parent_until_the_split_then_its_copies_se
     assert not torch.equal(logits[0], logits[1]) or not torch.equal(logits[1], logits[2])
 
 
-def test_a_mixture_splits_at_half_its_iterations_by_default_and_keeps_its_split_on_resume(
-    tmp_path,
-):
-    """The default split is half the iterations for A > 1 and none for A = 1; a resumed run
+def test_a_mixture_splits_late_by_default_and_keeps_its_split_on_resume(tmp_path):
+    """The default split is 95% of the iterations for A > 1 and none for A = 1; a resumed run
     keeps its own (a larger --iterations continues it), and a run saved before split starts
     existed, whose settings lack the field, resumes as it started: apart."""
     support = example_support()
@@ -397,11 +396,12 @@ def test_a_mixture_splits_at_half_its_iterations_by_default_and_keeps_its_split_
                       TrainingConfig(iterations=8, particles=2), support)  # fmt: skip
     assert lone.trainer.config.split_at == 0
     model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=3)
-    mixture = create_run(tmp_path / "a3", model, TrainingConfig(iterations=8, particles=2), support)
-    assert mixture.trainer.config.split_at == 4
+    training = TrainingConfig(iterations=20, particles=2)
+    mixture = create_run(tmp_path / "a3", model, training, support)
+    assert mixture.trainer.config.split_at == 19
     mixture.trainer.run(progress=False)
     longer = create_run(tmp_path / "a3", model, TrainingConfig(iterations=40, particles=2), support)
-    assert longer.trainer.config.split_at == 4 and longer.trainer.iteration == 8
+    assert longer.trainer.config.split_at == 19 and longer.trainer.iteration == 20
 
     config_path = tmp_path / "a3" / "config.json"
     settings = json.loads(config_path.read_text())
@@ -639,3 +639,65 @@ def test_a_run_killed_before_its_split_resumes_to_the_uninterrupted_result(
     resumed.trainer.run(progress=False)
     for name, value in uninterrupted.mixture.state_dict().items():
         assert torch.equal(value, resumed.mixture.state_dict()[name]), name
+
+
+def grown_and_split_runs(tmp_path: Path, split_at: int, iterations: int):
+    """A one-component fit of `split_at` iterations grown into A = 3 for `iterations`, and the
+    split start of the same settings, the fit begun from the split start's lone component."""
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA), components=3, max_branch_std=2.0)
+    training = TrainingConfig(iterations=iterations, particles=3, estimator="s2a", subset=1,
+                              topology_lr=0.01, branch_lr=0.01, warmup=2, split_at=split_at,
+                              checkpoint_every=3, seed=3)  # fmt: skip
+    split = create_run(tmp_path / "split", model, training, example_support())
+    single = dataclasses.replace(training, iterations=split_at, estimator="a2a", subset=None,
+                                 split_at=None)  # fmt: skip
+    parent = create_run(tmp_path / "grown", dataclasses.replace(model, components=1), single,
+                        example_support())  # fmt: skip
+    with torch.no_grad():
+        for value, source in zip(
+            parent.mixture.parameters(), split.trainer.lone.parameters(), strict=True
+        ):
+            value.copy_(source)
+    parent.trainer.run(progress=False)
+    grown = create_run(tmp_path / "grown", model, dataclasses.replace(training, split_at=None),
+                       example_support())  # fmt: skip
+    return split, grown
+
+
+def test_a_fit_grown_into_a_mixture_trains_as_the_split_start_of_the_same_settings(tmp_path):
+    """Growing a finished one-component fit (more --components, more --iterations) makes it
+    the lone phase of a split start: the mixture splits at the fit's iterations, keeps its
+    warm-up, and trains bit for bit as the split start would; once grown, the folder resumes
+    as any mixture run."""
+    split, grown = grown_and_split_runs(tmp_path, split_at=6, iterations=9)
+    assert grown.trainer.config.split_at == 6 and grown.trainer.config.warmup == 2
+    assert grown.trainer.iteration == 6
+    split.trainer.run(progress=False)
+    grown.trainer.run(progress=False)
+    for name, value in split.mixture.state_dict().items():
+        assert torch.equal(value, grown.mixture.state_dict()[name]), name
+    longer = dataclasses.replace(grown.training, iterations=11)
+    resumed = create_run(tmp_path / "grown", grown.model, longer, example_support())
+    assert resumed.trainer.iteration == 9 and resumed.trainer.config.split_at == 6
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"split_at": 4}, "splits there: leave out --split-at (got 4)"),
+        ({"iterations": 6}, "give --iterations above that (got 6)"),
+        ({"topology_lr": 0.02}, "other training settings (topology_lr)"),
+        ({"warmup": 3}, "other training settings (warmup)"),
+    ],
+)
+def test_growing_a_fit_with_other_settings_is_a_one_line_error(tmp_path, change, message):
+    model = ModelConfig(alignment=str(EXAMPLE_FASTA))
+    training = TrainingConfig(iterations=6, particles=2, warmup=2)
+    create_run(tmp_path, model, training, example_support()).trainer.run(progress=False)
+    grown = dataclasses.replace(training, **{"iterations": 9, **change})
+    with pytest.raises(VbpiMixError, match=re.escape(message)):
+        create_run(tmp_path, dataclasses.replace(model, components=3), grown, example_support())
+    other_model = dataclasses.replace(model, components=3, branch_features="split")
+    with pytest.raises(VbpiMixError, match=re.escape("other model settings (branch_features)")):
+        create_run(tmp_path, other_model, dataclasses.replace(training, iterations=9),
+                   example_support())  # fmt: skip

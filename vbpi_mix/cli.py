@@ -629,8 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="with --components above 1: train one component alone, as plain VBPI, for N "
-        "iterations, then start every component from it and train the mixture (default: half "
-        "of --iterations; 0: the components start apart, as VBPI-Mixtures)",
+        "iterations, then start every component from it and train the mixture (default: 95%% "
+        "of --iterations; 0: the components start apart, as VBPI-Mixtures). --out holding a "
+        "finished one-component fit and a larger --iterations grow that fit into the mixture: "
+        "it splits where the fit ended",
     )
     fit.add_argument(
         "--particles",

@@ -7,6 +7,7 @@ and run.log (what was done when, appended).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -44,6 +45,7 @@ from vbpi_mix.variational.substitution_posterior import SubstitutionPosterior
 
 CONFIG, SUPPORT, SUMMARY, LOG_FILE = "config.json", "support.tsv", "summary.json", "run.log"
 RESUME_FREE = ("iterations", "eval_every", "eval_particles")  # may change when resuming
+GROWTH_FREE_MODEL = ("components", "max_branch_std")  # may change when a fit grows (create_run)
 LOG = logging.getLogger(__name__)
 
 
@@ -164,23 +166,41 @@ def create_run(
 ) -> Run:
     """A new run folder, or the same run resumed from its checkpoint when the settings agree.
 
+    A folder holding a one-component fit grows into a mixture when `model` asks for more
+    components with the same other settings (the estimator, its subset and the branch sigma cap
+    may change) and more iterations: the fit is the lone phase of a split start, which splits
+    at the fit's iterations (`training.split_at`, if given, must say the same), and the
+    mixture trains for the rest.
+
     `likelihood_device` says where the pruning kernel runs (TreeLikelihood); it is not a
     setting of the fit and may change when resuming (results then differ in the last bits).
     `alignment`, `substitution`: the model's, when the caller has them already."""
     folder = Path(folder)
     existing = json.loads(read_text(folder / CONFIG)) if (folder / CONFIG).is_file() else None
-    training = training.resolved(model.components, existing["training"] if existing else None)
-    settings = _as_json({"model": asdict(model), "training": asdict(training)})
+    grows = existing is not None and existing["model"]["components"] == 1 < model.components
     if existing is not None:
-        # through the dataclass: settings added since the run was made take their defaults
+        # through the dataclasses: settings added since the run was made take their defaults
         existing["model"] = _as_json(asdict(ModelConfig(**existing["model"])))
         saved = TrainingConfig(**existing["training"]).resolved(
-            model.components, existing["training"]
+            existing["model"]["components"], existing["training"]
         )
         existing["training"] = _as_json(asdict(saved))
-        if _besides_iterations(existing) != _besides_iterations(settings):
+        if grows:
+            training = _grown_training(folder, existing["model"], saved, model, training)
+            LOG.info(
+                "growing the one-component fit of %d iterations into a mixture of %d",
+                saved.iterations, model.components,
+            )  # fmt: skip
+    training = training.resolved(model.components, existing["training"] if existing else None)
+    settings = _as_json({"model": asdict(model), "training": asdict(training)})
+    if existing is not None and not grows:
+        different = _differing(existing["model"], settings["model"]) + _differing(
+            existing["training"], settings["training"], RESUME_FREE
+        )
+        if different:
             raise VbpiMixError(
-                f"{folder} holds a fit with other settings; choose a new --out or delete it"
+                f"{folder} holds a fit with other settings ({', '.join(different)}); choose a "
+                "new --out or delete it"
             )
     folder.mkdir(parents=True, exist_ok=True)
     LOG.info(
@@ -201,6 +221,44 @@ def create_run(
     return run
 
 
+def _grown_training(
+    folder: Path,
+    saved_model: dict,
+    saved: TrainingConfig,
+    model: ModelConfig,
+    training: TrainingConfig,
+) -> TrainingConfig:
+    """`training` for the mixture `model` grown from the folder's one-component fit
+    (`saved_model`, trained with `saved`): split at that fit's iterations, on its schedule; a
+    one-line error naming what differs otherwise."""
+    different = _differing(saved_model, _as_json(asdict(model)), GROWTH_FREE_MODEL)
+    if different:
+        raise VbpiMixError(
+            f"{folder} holds a one-component fit with other model settings "
+            f"({', '.join(different)}); a mixture grown from it keeps them"
+        )
+    if training.split_at is not None and training.split_at != saved.iterations:
+        raise VbpiMixError(
+            f"{folder} holds a one-component fit of {saved.iterations} iterations; a mixture "
+            f"grown from it splits there: leave out --split-at (got {training.split_at})"
+        )
+    if training.iterations <= saved.iterations:
+        raise VbpiMixError(
+            f"{folder} holds a one-component fit of {saved.iterations} iterations; to grow "
+            f"it into a mixture give --iterations above that (got {training.iterations})"
+        )
+    free = ("estimator", "subset", "split_at", "warmup", *RESUME_FREE)
+    different = _differing(_as_json(asdict(saved)), _as_json(asdict(training)), free)
+    if training.warmup not in (None, saved.warmup):
+        different.append("warmup")
+    if different:
+        raise VbpiMixError(
+            f"{folder} holds a one-component fit with other training settings "
+            f"({', '.join(different)}); a mixture grown from it keeps them"
+        )
+    return dataclasses.replace(training, split_at=saved.iterations, warmup=saved.warmup)
+
+
 def _golden_fields(
     run: Run, golden: dict[Topology, float] | None, stop: threading.Event | None
 ) -> dict:
@@ -218,10 +276,9 @@ def _as_json(settings: dict) -> dict:
     return json.loads(json.dumps(settings))
 
 
-def _besides_iterations(settings: dict) -> dict:
-    """Settings that must agree for a resume (the budget may grow)."""
-    training = {k: v for k, v in settings["training"].items() if k not in RESUME_FREE}
-    return {"model": settings["model"], "training": training}
+def _differing(saved: dict, given: dict, free: tuple[str, ...] = ()) -> list[str]:
+    """The names of the settings, besides `free`, whose `given` value is not the `saved` one."""
+    return sorted(name for name in given if name not in free and given[name] != saved.get(name))
 
 
 def read_support(folder: Path, taxa: tuple[str, ...]) -> Support:

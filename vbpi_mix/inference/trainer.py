@@ -37,6 +37,11 @@ from vbpi_mix.variational.substitution_posterior import SubstitutionPosterior
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 LOG = logging.getLogger(__name__)
+# The default split start of a mixture: its first component trains alone for this share of the
+# iterations. What a mixture gains over VBPI comes from a short mixture phase after a nearly
+# trained lone one: at equal seconds a late split beats one at half the seconds on short
+# budgets and ties it on long ones (benchmarks/results/mixtures_equal_time/).
+SPLIT_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,11 @@ class TrainingConfig:
     `split_at` > 0 (with A > 1): the first component trains alone, as plain VBPI, for that
     many iterations while the others are kept its copies; then every component starts from
     it (Adam's moments included) and the mixture trains with `estimator`. It defaults to
-    half the iterations for a mixture; 0 starts the components apart, from their own seeded
-    perturbations, as VBPI-Mixtures does. Started apart, A untrained components each see 1/A
-    (S2A, S2S) of the draws and the mixture trails VBPI at equal seconds; a split mixture
-    begins where VBPI is (benchmarks/results/mixtures_equal_time/)."""
+    SPLIT_SHARE of the iterations for a mixture; 0 starts the components apart, from their own
+    seeded perturbations, as VBPI-Mixtures does. Started apart, A untrained components each
+    see 1/A (S2A, S2S) of the draws and the mixture trails VBPI at equal seconds; a split
+    mixture begins where VBPI is, and what it gains over VBPI comes from a short mixture phase
+    after a nearly trained lone one (benchmarks/results/mixtures_equal_time/)."""
 
     iterations: int = 10_000
     particles: int = 10
@@ -74,7 +80,7 @@ class TrainingConfig:
         """This configuration with `warmup` and `split_at` numbers: as given, else the resumed
         run's settings `resumed` (a larger --iterations continues the run on its schedule; a
         run saved before split starts existed started apart), else the defaults: a warm-up of
-        a quarter of the iterations, and a mixture split at half of them."""
+        a quarter of the iterations, and a mixture split at SPLIT_SHARE of them."""
         warmup, split_at = self.warmup, self.split_at
         if warmup is None:
             warmup = resumed["warmup"] if resumed else self.iterations // 4
@@ -82,7 +88,7 @@ class TrainingConfig:
             if resumed:
                 split_at = resumed.get("split_at") or 0
             else:
-                split_at = self.iterations // 2 if n_components > 1 else 0
+                split_at = math.floor(SPLIT_SHARE * self.iterations) if n_components > 1 else 0
         return dataclasses.replace(self, warmup=warmup, split_at=split_at)
 
     def validate(self, n_components: int) -> None:
@@ -240,8 +246,9 @@ class Trainer:
             return False
         path = self.run_dir / CHECKPOINT
         try:
-            state = torch.load(path, weights_only=False)
-            self.mixture.load_state_dict(state["mixture"])
+            state = self._grown(torch.load(path, weights_only=False))
+            if "mixture" in state:
+                self.mixture.load_state_dict(state["mixture"])
             if self.parameters is not None:
                 self.parameters.load_state_dict(state["parameters"])
                 self.parameter_optimizer.load_state_dict(state["parameter_optimizer"])
@@ -252,8 +259,9 @@ class Trainer:
                 f"{path}: not a checkpoint of this vbpi-mix version or fit ({first_line}); "
                 "start a new --out"
             ) from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if "mixture" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.iteration = state["iteration"]
         self.training_seconds = state.get("training_seconds", 0.0)  # older checkpoints lack it
@@ -263,6 +271,20 @@ class Trainer:
         self._truncate_metrics()
         LOG.info("resumed at iteration %d", self.iteration)
         return True
+
+    def _grown(self, state: dict) -> dict:
+        """`state`, read as the checkpoint of this split mixture's lone phase when it is a
+        one-component fit's that the mixture grows from (vbpi_mix.inference.runs.create_run):
+        its component, Adam state and schedule become the lone phase's. Any other checkpoint
+        is returned unchanged."""
+        single = state["mixture"]["sbn.root_logits"].shape[0] == 1
+        if not (self.splits and single and state["iteration"] <= self.config.split_at):
+            return state
+        state = dict(state)
+        state["lone"], state["lone_optimizer"], state["lone_scheduler"] = (
+            state.pop("mixture"), state.pop("optimizer"), state.pop("scheduler")
+        )  # fmt: skip
+        return state
 
     @torch.no_grad()
     def _resume_lone(self, state: dict) -> None:
@@ -304,6 +326,7 @@ class Trainer:
         config = self.config
         leading = self._leading()
         if self.splits and self.iteration == config.split_at:
+            self._tie_mixture()
             self._inherit_moments()
         estimator = self.lone_estimator if leading else self.estimator
         mixture = self.lone if leading else self.mixture
@@ -330,8 +353,6 @@ class Trainer:
         if self.parameter_optimizer is not None:
             self.parameter_optimizer.step()
             self.parameter_scheduler.step()
-        if leading and self.iteration == config.split_at - 1:
-            self._tie_mixture()  # the split reads the mixture next
         (self.lone_scheduler if leading else self.scheduler).step()
         self.iteration += 1
         return bound

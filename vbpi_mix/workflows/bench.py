@@ -122,7 +122,7 @@ def run_setting(
             alignment=str(alignment.resolve()), components=setting.components,
             max_branch_std=default_max_std(setting.components),
         ),
-        protocol.training(setting.estimator, setting.subset, setting.seed),
+        protocol.training(setting.estimator, setting.subset, setting.seed, setting.components),
         support, folder,
         likelihood_device=likelihood_device,
         threads=ThreadTuner(usable_cores()) if tune_threads else None,
