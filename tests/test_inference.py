@@ -538,7 +538,7 @@ def test_fit_with_another_model_scores_trees_as_loglik_does(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "substitution model:  HKY+G4" in result.stdout
     line = "kappa 2.5, frequencies A 0.3000 C 0.2000 G 0.2000 T 0.3000, alpha 0.5"
-    assert f"model parameters:    {line}" in result.stdout
+    assert f"fixed parameters:    {line}" in result.stdout
     reported = json.loads((out / "summary.json").read_text())["substitution_parameters"]
     assert (reported["kappa"], reported["alpha"]) == (2.5, 0.5)
     assert reported["frequencies"] == pytest.approx([0.3, 0.2, 0.2, 0.3], abs=1e-15)

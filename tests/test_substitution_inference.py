@@ -137,6 +137,7 @@ def test_fit_and_sample_report_the_inferred_parameters(tmp_path, capsys):
     assert math.isfinite(summary["mll_mean"])
     printed = capsys.readouterr().out
     assert "inferred parameters: posterior mean (95% interval)" in printed
+    assert "fixed parameters" not in printed  # every parameter of HKY+G4 is inferred here
     assert "kappa" in printed and "frequencies  A " in printed
     # sample: the parameters drawn with each tree beside it, as MrBayes' .p columns; TL is
     # each tree's length as DendroPy reads the tree file

@@ -455,16 +455,17 @@ def run_bench_command(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def _parameter_line(values: dict) -> str:
-    """The substitution model's values on one line: kappa 2, rates AC 1 AG 2.5 ...,
-    frequencies A 0.2344 C 0.2665 ..., alpha 0.5."""
+    """Substitution model values on one line: kappa 2, rates AC 1 AG 2.5 ..., frequencies A
+    0.2344 C 0.2665 ..., alpha 0.5 (those of `values`)."""
     parts = []
     if "kappa" in values:
         parts.append(f"kappa {values['kappa']:.4g}")
     if "rates" in values:
         pairs = zip(RATE_NAMES, values["rates"], strict=True)
         parts.append("rates " + " ".join(f"{name} {rate:.4g}" for name, rate in pairs))
-    pairs = zip("ACGT", values["frequencies"], strict=True)
-    parts.append("frequencies " + " ".join(f"{state} {f:.4f}" for state, f in pairs))
+    if "frequencies" in values:
+        pairs = zip("ACGT", values["frequencies"], strict=True)
+        parts.append("frequencies " + " ".join(f"{state} {f:.4f}" for state, f in pairs))
     if "alpha" in values:
         parts.append(f"alpha {values['alpha']:.4g}")
     return ", ".join(parts)
@@ -493,11 +494,17 @@ def _print_summary(summary: dict, support_size: int | None) -> None:
     if support_size is not None:
         print(f"support topologies:  {support_size}")
     print(f"substitution model:  {summary['substitution_model']}")
-    if not summary["substitution_model"].startswith("JC") and "substitution_parameters" in summary:
-        print(f"model parameters:    {_parameter_line(summary['substitution_parameters'])}")
-    if summary.get("substitution_posterior"):
+    inferred = summary.get("substitution_posterior", {})
+    fixed = {
+        name: value
+        for name, value in summary.get("substitution_parameters", {}).items()
+        if name not in inferred
+    }
+    if not summary["substitution_model"].startswith("JC") and fixed:
+        print(f"fixed parameters:    {_parameter_line(fixed)}")
+    if inferred:
         print("inferred parameters: posterior mean (95% interval)")
-        print("\n".join(_posterior_lines(summary["substitution_posterior"])))
+        print("\n".join(_posterior_lines(inferred)))
     print(f"iterations:          {summary['iterations']}")
     if "startup_seconds" in summary:  # absent from summaries written by older versions
         print(
