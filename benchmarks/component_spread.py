@@ -21,11 +21,22 @@ import numba
 import torch
 
 from vbpi_mix.inference.evaluation import score_particles
-from vbpi_mix.inference.runs import open_run
+from vbpi_mix.inference.runs import Run, open_run
 
 
 def standard_error(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(len(values)))
+
+
+def elbo_terms(run: Run, particles: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log w under the mixture and under each particle's own component `[M]`, from one
+    stratified draw of `particles`: their means are the ELBO and the components' mean ELBO,
+    their difference's mean the Jensen-Shannon divergence."""
+    scores = score_particles(
+        run.mixture, run.target, particles, torch.Generator().manual_seed(seed),
+        parameters=run.parameters,
+    )  # fmt: skip
+    return scores.log_weights(), scores.own_log_weights()
 
 
 def main() -> None:
@@ -43,11 +54,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for folder in args.runs:
         run = open_run(folder)
-        scores = score_particles(
-            run.mixture, run.target, args.particles, torch.Generator().manual_seed(args.seed),
-            parameters=run.parameters,
-        )  # fmt: skip
-        mixture, own = scores.log_weights(), scores.own_log_weights()
+        mixture, own = elbo_terms(run, args.particles, args.seed)
         components = run.mixture.n_components
         print(f"| {folder} | {components} | {float(mixture.mean()):.2f} "
               f"({standard_error(mixture):.2f}) | {float(own.mean()):.2f} "

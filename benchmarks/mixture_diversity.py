@@ -25,7 +25,7 @@ from pathlib import Path
 import numba
 import torch
 
-from vbpi_mix.inference.evaluation import score_particles
+from benchmarks.component_spread import elbo_terms
 from vbpi_mix.inference.runs import Run, create_run, open_run
 from vbpi_mix.inference.trainer import TrainingConfig
 
@@ -63,11 +63,7 @@ def copies(args: argparse.Namespace, single: Run) -> Run:
 
 
 def row(args: argparse.Namespace, run: Run, label: str) -> str:
-    scores = score_particles(
-        run.mixture, run.target, args.particles, torch.Generator().manual_seed(0),
-        parameters=run.parameters,
-    )  # fmt: skip
-    log_w, own = scores.log_weights(), scores.own_log_weights()
+    log_w, own = elbo_terms(run, args.particles, seed=0)
     mll = float(torch.logsumexp(log_w, 0)) - math.log(len(log_w))
     return (f"| {label} | {float(log_w.mean()):.2f} | {float(own.mean()):.2f} | "
             f"{float((log_w - own).mean()):.3f} | {mll:.2f} |")  # fmt: skip
