@@ -701,3 +701,24 @@ def test_growing_a_fit_with_other_settings_is_a_one_line_error(tmp_path, change,
     with pytest.raises(VbpiMixError, match=re.escape("other model settings (branch_features)")):
         create_run(tmp_path, other_model, dataclasses.replace(training, iterations=9),
                    example_support())  # fmt: skip
+
+
+def test_fit_grows_a_finished_one_component_run_into_a_mixture(tmp_path):
+    """On the command line: the second `fit` (A = 3, more iterations; its sigma cap, 2 for a
+    mixture, differs from the first fit's none) continues the first fit's run as the lone
+    phase, splits where it ended, and logs the growth."""
+    out = tmp_path / "run"
+    quick = ["--eval-every", "0", "--eval-particles", "30", "--eval-repeats", "2", "--quiet",
+             "--threads", "1"]  # fmt: skip
+    first = fit_example(out, "--iterations", "12", "--warmup", "3", *quick)
+    assert first.returncode == 0, first.stderr
+    grown = fit_example(out, "--components", "3", "--iterations", "16", *quick)
+    assert grown.returncode == 0, grown.stderr
+    settings = json.loads((out / "config.json").read_text())
+    assert settings["model"]["components"] == 3 and settings["model"]["max_branch_std"] == 2.0
+    assert (settings["training"]["split_at"], settings["training"]["warmup"]) == (12, 3)
+    assert (
+        "growing the one-component fit of 12 iterations into a mixture of 3"
+        in (out / "run.log").read_text()
+    )
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 16
