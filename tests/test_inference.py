@@ -667,9 +667,12 @@ def grown_and_split_runs(tmp_path: Path, split_at: int, iterations: int):
 def test_a_fit_grown_into_a_mixture_trains_as_the_split_start_of_the_same_settings(tmp_path):
     """Growing a finished one-component fit (more --components, more --iterations) makes it
     the lone phase of a split start: the mixture splits at the fit's iterations, keeps its
-    warm-up, and trains bit for bit as the split start would; once grown, the folder resumes
-    as any mixture run."""
+    warm-up, and trains bit for bit as the split start would, also when stopped before its
+    first checkpoint; once grown, the folder resumes as any mixture run."""
     split, grown = grown_and_split_runs(tmp_path, split_at=6, iterations=9)
+    # stopped before the mixture's first checkpoint: config.json says A = 3 while the
+    # checkpoint is still the one-component fit's
+    grown = create_run(tmp_path / "grown", grown.model, grown.training, example_support())
     assert grown.trainer.config.split_at == 6 and grown.trainer.config.warmup == 2
     assert grown.trainer.iteration == 6
     split.trainer.run(progress=False)
