@@ -24,7 +24,6 @@ from vbpi_mix.export.posterior import SAMPLE_CHUNK, draw_trees
 from vbpi_mix.inference.estimators import k_sample_bound
 from vbpi_mix.inference.evaluation import (
     ParticleScores,
-    importance_log_weights,
     marginal_likelihood,
     score_particles,
 )
@@ -196,7 +195,7 @@ def test_a_stop_event_ends_drawing_and_scoring_after_the_chunk_under_way(
     owner, method, work_in_three_chunks = {
         "importance weights": (
             mixture, "sample_and_score",
-            lambda: importance_log_weights(mixture, trainer.target, 600, chunk=250, stop=stop),
+            lambda: score_particles(mixture, trainer.target, 600, chunk=250, stop=stop),
         ),
         "tree draws": (
             mixture, "sample", lambda: draw_trees(mixture, taxa, 3 * SAMPLE_CHUNK, stop=stop)

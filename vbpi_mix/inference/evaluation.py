@@ -96,23 +96,6 @@ def score_particles(
     )
 
 
-def importance_log_weights(
-    mixture: Mixture,
-    target: Target,
-    n_particles: int,
-    generator: torch.Generator | None = None,
-    chunk: int = 250,
-    stop: threading.Event | None = None,
-    parameters: SubstitutionPosterior | None = None,
-) -> torch.Tensor:
-    """log w = log p(y, tau, b) - log q(tau, b) `[M]` for particles from the mixture
-    (score_particles); with inferred substitution parameters theta (`parameters`, their q),
-    log p(y, tau, b, theta) - log q(tau, b, theta)."""
-    return score_particles(
-        mixture, target, n_particles, generator, chunk, stop, parameters
-    ).log_weights()
-
-
 def marginal_likelihood(
     mixture: Mixture,
     target: Target,
@@ -124,12 +107,12 @@ def marginal_likelihood(
     parameters: SubstitutionPosterior | None = None,
 ) -> MarginalLikelihood:
     """Importance-sampling estimates of log p(y), repeated; `stop` and `parameters` as
-    importance_log_weights."""
+    score_particles."""
     estimates, elbos, sizes, shapes = [], [], [], []
     for _ in trange(repeats, desc="marginal likelihood", disable=not progress or None):
-        log_w = importance_log_weights(
+        log_w = score_particles(
             mixture, target, n_particles, generator, stop=stop, parameters=parameters
-        )
+        ).log_weights()
         estimates.append(float(torch.logsumexp(log_w, 0) - math.log(n_particles)))
         elbos.append(float(log_w.mean()))
         sizes.append(
